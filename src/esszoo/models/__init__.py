@@ -1,0 +1,6 @@
+"""The architectures of the zoo, one file each, grouped by family.
+
+Importing this package registers every model; `esszoo.list_models()` does it on demand.
+"""
+
+from esszoo.models import fully_connected  # noqa: F401
