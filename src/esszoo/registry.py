@@ -177,7 +177,11 @@ def create_model(name: str, **kwargs: Any) -> Any:
     ]
     if missing:
         raise ModelError(f"model '{name}' needs the argument(s) {', '.join(missing)}")
-    return builder(**kwargs)
+    model = builder(**kwargs)
+    # Recorded on the module (as timm records `pretrained_cfg`) so that `esszoo.save` can
+    # write a self-describing checkpoint of a model built here.
+    model.esszoo_spec = {"name": name, "arguments": dict(kwargs)}
+    return model
 
 
 def list_models(task: str | None = None, family: str | None = None) -> list[str]:

