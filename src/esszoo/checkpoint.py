@@ -46,7 +46,10 @@ def git_commit() -> str:
         )
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=source, capture_output=True, text=True, timeout=5,
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -117,7 +120,9 @@ def read_description(path: str | Path) -> tuple[dict[str, Any], Path]:
     try:
         record = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"'{path}' is not valid JSON ({error})", "the file is corrupt") from None
+        raise CheckpointError(
+            f"'{path}' is not valid JSON ({error})", "the file is corrupt"
+        ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not an esszoo checkpoint description")
     if record.get("format_version", 0) > FORMAT_VERSION:
@@ -178,7 +183,7 @@ def _check_weights(
         if k in weights and weights[k].shape != v.shape
     ]
     if missing or unexpected or wrong:
-        detail = (wrong + [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected])
+        detail = wrong + [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected]
         raise CheckpointError(
             f"the weights in '{path}' do not fit model '{name}' as described "
             f"({len(detail)} mismatch(es), first: {detail[0]})",

@@ -21,12 +21,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
     )
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
     temporary_path = Path(temporary)
     try:
         yield temporary_path
         os.replace(temporary_path, target)
     finally:
         temporary_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -9,7 +9,7 @@ data it was trained on and returns outputs in the units of the targets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -19,6 +19,13 @@ from esszoo.physics import physics_function
 
 def _vector(values: Sequence[float] | torch.Tensor | None) -> torch.Tensor | None:
     return None if values is None else torch.as_tensor(values, dtype=torch.float32).flatten()
+
+
+def physics_base(
+    function: Callable[..., torch.Tensor], columns: Sequence[int], x: torch.Tensor
+) -> torch.Tensor:
+    """A physics function of some input columns of `x` (batch, C), as (batch, 1)."""
+    return function(*[x[:, column] for column in columns]).unsqueeze(1)
 
 
 class Predictor(nn.Module):
@@ -64,8 +71,7 @@ class Predictor(nn.Module):
 
     def base_prediction(self, x: torch.Tensor) -> torch.Tensor:
         """The physics base of a hybrid model, (batch, 1), from physical inputs."""
-        arguments = [x[:, column] for column in self.base_columns]
-        return self._base_function(*arguments).unsqueeze(1)
+        return physics_base(self._base_function, self.base_columns, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.denormalize(self.net(self.normalize(x)))

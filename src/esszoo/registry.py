@@ -173,7 +173,9 @@ def create_model(name: str, **kwargs: Any) -> Any:
             hint = did_you_mean(key, params) or f"it takes: {', '.join(params)}"
             raise ModelError(f"model '{name}' has no argument '{key}'", hint)
     missing = [
-        p for p, spec in params.items() if spec.default is inspect.Parameter.empty and p not in kwargs
+        p
+        for p, spec in params.items()
+        if spec.default is inspect.Parameter.empty and p not in kwargs
     ]
     if missing:
         raise ModelError(f"model '{name}' needs the argument(s) {', '.join(missing)}")

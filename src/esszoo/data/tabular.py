@@ -114,9 +114,7 @@ def tabular_data(
         if not valid.any():
             raise DataError(f"the {name} split has no sample without missing values")
         dropped[name] = int((~valid).sum())
-        tables[name] = Table(
-            torch.from_numpy(x[valid]).float(), torch.from_numpy(y[valid]).float()
-        )
+        tables[name] = Table(torch.from_numpy(x[valid]).float(), torch.from_numpy(y[valid]).float())
     return TabularData(
         inputs=input_variables,
         targets=target_variables,

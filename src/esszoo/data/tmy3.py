@@ -31,9 +31,7 @@ _COLUMNS = {
     "Dew-point (C)": ("tdps", "dew_point_temperature", "K", lambda v: v + T_ZERO),
     "Pressure (mbar)": ("ps", "surface_air_pressure", "Pa", lambda v: v * 100.0),
     "RHum (%)": ("hurs", "relative_humidity", "%", lambda v: v),
-    "GHI (W/m^2)": (
-        "rsds", "surface_downwelling_shortwave_flux_in_air", "W m-2", lambda v: v
-    ),
+    "GHI (W/m^2)": ("rsds", "surface_downwelling_shortwave_flux_in_air", "W m-2", lambda v: v),
     "Wspd (m/s)": ("sfcWind", "wind_speed", "m s-1", lambda v: v),
     "TotCld (tenths)": ("clt", "cloud_area_fraction", "%", lambda v: v * 10.0),
     "Lprecip depth (mm)": ("prl", "lwe_thickness_of_precipitation_amount", "mm", lambda v: v),

@@ -28,6 +28,7 @@ class PhysicsFunction:
     inputs: tuple[tuple[str, str], ...]  # (CF standard name, units), in call order
     output: tuple[str, str, str]  # (variable name, CF standard name, units)
     summary: str
+    short: str  # a label for tables
 
 
 FUNCTIONS = {
@@ -36,18 +37,27 @@ FUNCTIONS = {
         PhysicsFunction(
             "mixed_column_precipitation",
             mixed_column_precipitation,
-            (("air_temperature", "K"), ("surface_air_pressure", "Pa"),
-             ("specific_humidity", "kg kg-1")),
+            (
+                ("air_temperature", "K"),
+                ("surface_air_pressure", "Pa"),
+                ("specific_humidity", "kg kg-1"),
+            ),
             ("pr", "precipitation_amount", "kg m-2"),
-            "large-scale condensation of a well-mixed column, 40 layers over the lowest 200 hPa, Newton to 1e-6 K",
+            "large-scale condensation of a well-mixed column: 40 layers over the lowest "
+            "200 hPa, Newton iteration to 1e-6 K",
+            "reference",
         ),
         PhysicsFunction(
             "cheap_mixed_column_precipitation",
             cheap_mixed_column_precipitation,
-            (("air_temperature", "K"), ("surface_air_pressure", "Pa"),
-             ("specific_humidity", "kg kg-1")),
+            (
+                ("air_temperature", "K"),
+                ("surface_air_pressure", "Pa"),
+                ("specific_humidity", "kg kg-1"),
+            ),
             ("pr", "precipitation_amount", "kg m-2"),
             "the same scheme with 4 layers and one Newton step",
+            "cheap (4 layers, 1 Newton step)",
         ),
     )
 }

@@ -96,9 +96,9 @@ def mixed_column_precipitation(
     fraction = (torch.arange(levels, dtype=temperature.dtype) + 0.5) / levels
     # columns (...,) -> layers (..., levels)
     layer_pressure = pressure.unsqueeze(-1) - fraction * depth
-    layer_temperature = temperature.unsqueeze(-1) * (
-        layer_pressure / pressure.unsqueeze(-1)
-    ) ** KAPPA
+    layer_temperature = (
+        temperature.unsqueeze(-1) * (layer_pressure / pressure.unsqueeze(-1)) ** KAPPA
+    )
     layer_humidity = humidity.unsqueeze(-1).expand_as(layer_temperature)
     _, adjusted_humidity = saturation_adjustment(
         layer_temperature,

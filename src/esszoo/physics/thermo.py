@@ -35,7 +35,7 @@ def saturation_vapour_pressure_slope(temperature: torch.Tensor) -> torch.Tensor:
 
 
 def specific_humidity(vapour_pressure: torch.Tensor, pressure: torch.Tensor) -> torch.Tensor:
-    """Specific humidity in kg kg-1 from vapour pressure and pressure: q = eps e / (p - (1-eps) e)."""
+    """Specific humidity (kg kg-1) from vapour pressure and pressure: eps e / (p - (1-eps) e)."""
     return EPSILON * vapour_pressure / (pressure - (1.0 - EPSILON) * vapour_pressure)
 
 
@@ -47,7 +47,7 @@ def saturation_specific_humidity(temperature: torch.Tensor, pressure: torch.Tens
 def saturation_specific_humidity_slope(
     temperature: torch.Tensor, pressure: torch.Tensor
 ) -> torch.Tensor:
-    """d q_s / d T in kg kg-1 K-1 at constant pressure: eps p / (p - (1-eps) e_s)^2 * d e_s / d T."""
+    """d q_s / d T (kg kg-1 K-1) at constant pressure: eps p / (p - (1-eps) e_s)^2 de_s/dT."""
     vapour = saturation_vapour_pressure(temperature)
     slope = saturation_vapour_pressure_slope(temperature)
     return EPSILON * pressure * slope / (pressure - (1.0 - EPSILON) * vapour) ** 2

@@ -65,7 +65,9 @@ class MLP(nn.Module):
         venue="Nature 323, 533-536",
         doi="10.1038/323533a0",
     ),
-    reference=dict(in_channels=94, out_channels=65, depth=9, width=256, activation="leaky_relu:0.3"),
+    reference=dict(
+        in_channels=94, out_channels=65, depth=9, width=256, activation="leaky_relu:0.3"
+    ),
     reference_params=567_361,
     reference_note="Rasp, Pritchard & Gentine 2018 (PNAS, doi:10.1073/pnas.1810286115); "
     "count computed here, the paper gives none",

