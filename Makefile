@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 	$(BIN)/esszoo compare runs/emulate_precip runs/emulate_precip_hybrid
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run_all.py

@@ -10,6 +10,7 @@ bare tensors; JSON holds plain values).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import platform
 import subprocess
@@ -23,7 +24,7 @@ from safetensors.torch import save as safetensors_bytes
 
 import esszoo
 from esszoo.errors import CheckpointError, ModelError
-from esszoo.fileio import write_bytes, write_text
+from esszoo.fileio import atomic_path
 from esszoo.predictor import Predictor
 from esszoo.registry import create_model, model_card
 
@@ -99,9 +100,16 @@ def save(
         "git_commit": git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    text = json.dumps(record, indent=2, default=str)
-    write_bytes(directory / WEIGHTS, safetensors_bytes(weights, metadata={"format": FORMAT}))
-    write_text(directory / DESCRIPTION, text + "\n")
+    payload = safetensors_bytes(weights, metadata={"format": FORMAT})
+    record["weights_sha256"] = hashlib.sha256(payload).hexdigest()
+    # Both files go to temporary names and are renamed only once both are complete, so an
+    # interrupted save leaves the previous pair as it was.
+    with (
+        atomic_path(directory / WEIGHTS) as weights_file,
+        atomic_path(directory / DESCRIPTION) as description_file,
+    ):
+        weights_file.write_bytes(payload)
+        description_file.write_text(json.dumps(record, indent=2, default=str) + "\n")
     return directory
 
 
@@ -150,6 +158,13 @@ def load(path: str | Path) -> Predictor:
     net = create_model(name, **arguments)
     if not weights_path.is_file():
         raise CheckpointError(f"the weights file '{weights_path}' is missing")
+    expected_sum = record.get("weights_sha256")
+    if expected_sum and hashlib.sha256(weights_path.read_bytes()).hexdigest() != expected_sum:
+        raise CheckpointError(
+            f"'{weights_path}' is not the weights file its {DESCRIPTION} describes "
+            "(its sha256 differs)",
+            "the pair was mixed up or edited; restore both files from the same save",
+        )
     try:
         weights = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as error:

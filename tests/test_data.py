@@ -1,0 +1,194 @@
+"""The data door: catalog, readers, variables, masks, splits and normalization."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from esszoo.data import catalog
+from esszoo.data.batches import TensorBatches
+from esszoo.data.source import open_source
+from esszoo.data.splits import contiguous_split
+from esszoo.data.tabular import tabular_data
+from esszoo.errors import DataError
+
+
+def test_tmy3_has_units_standard_names_and_two_stations(tmy3):
+    assert dict(tmy3.sizes) == {"time": 8760, "station": 2}
+    assert tmy3["tas"].attrs["units"] == "K" and tmy3["ps"].attrs["units"] == "Pa"
+    assert tmy3["huss"].attrs["standard_name"] == "specific_humidity"
+    assert float(tmy3["tas"].min()) > 250 and float(tmy3["tas"].max()) < 315
+    assert float(tmy3["huss"].min()) > 0 and float(tmy3["huss"].max()) < 0.03
+    assert "NREL" in tmy3.attrs["source"] and tmy3.attrs["references"]
+
+
+def test_tmy3_missing_values_are_nan(tmy3):
+    # Sand Point lacks most liquid precipitation depths (-9900 in the file)
+    assert int(np.isnan(tmy3["prl"].sel(station="703165")).sum()) == 8011
+    assert not np.isnan(tmy3["prl"].sel(station="723170")).any()
+
+
+def test_catalog_files_match_their_pinned_sums():
+    entry = catalog.entry("tmy3")
+    for path, expected in zip(catalog.fetch("tmy3"), entry.files.values(), strict=True):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == expected
+
+
+def test_fetch_refuses_files_that_do_not_match(tmp_path, monkeypatch):
+    monkeypatch.setenv("ESSZOO_DATA", str(tmp_path))
+    entry = catalog.entry("tmy3")
+    fake = {member: b"not the real file" for member in entry.files}
+    monkeypatch.setattr(catalog, "_from_installed_package", lambda data_set: fake)
+    with pytest.raises(DataError, match="sha256"):
+        catalog.fetch("tmy3")
+    assert not any(tmp_path.rglob("*.csv")) and not any(tmp_path.rglob("*.CSV"))
+
+
+def test_fetch_without_the_index_says_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("ESSZOO_DATA", str(tmp_path))
+    monkeypatch.setattr(catalog, "_from_installed_package", lambda data_set: None)
+    monkeypatch.setattr(
+        catalog.subprocess,
+        "run",
+        lambda *a, **k: type("R", (), {"returncode": 1, "stderr": "ERROR: no network"})(),
+    )
+    with pytest.raises(DataError, match="could not download pvlib==0.16.1"):
+        catalog.fetch("tmy3")
+
+
+def test_unknown_data_set_suggests_the_nearest():
+    with pytest.raises(DataError, match="did you mean 'tmy3'"):
+        open_source("tmy")
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        open_source(tmp_path / "absent.nc")
+
+
+def test_truncated_netcdf_is_a_clear_error(tmp_path, station_file):
+    broken = tmp_path / "broken.nc"
+    broken.write_bytes(station_file.read_bytes()[:2000])
+    with pytest.raises(DataError, match="cannot read"):
+        open_source(broken).load()
+
+
+def test_csv_with_time_column_becomes_a_time_dimension(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("time,a,b\n2020-01-01,1,2\n2020-01-02,3,\n")
+    dataset = open_source(path)
+    assert list(dataset.dims) == ["time"]
+    assert np.isnan(dataset["b"].values[1])
+
+
+def test_unknown_variable_names_the_nearest(tmy3):
+    with pytest.raises(DataError, match="did you mean 'tas'"):
+        tabular_data(tmy3, inputs=["taz", "ps"], targets=["huss"])
+
+
+def test_variables_on_other_dimensions_are_refused(tmy3):
+    dataset = tmy3.assign(profile=xr.DataArray(np.ones(5), dims="level"))
+    with pytest.raises(DataError, match="dimensions"):
+        tabular_data(dataset, inputs=["tas", "profile"], targets=["huss"])
+
+
+def test_all_nan_variable_is_refused(tmy3):
+    dataset = tmy3.assign(prl=xr.full_like(tmy3["prl"], np.nan))
+    with pytest.raises(DataError, match="'prl' has no valid value"):
+        tabular_data(dataset, inputs=["tas", "ps"], targets=["prl"])
+
+
+def test_rows_with_missing_values_are_dropped_and_counted(tmy3):
+    dataset = tmy3.copy(deep=True)
+    dataset["tas"][10:20, 0] = np.nan
+    data = tabular_data(dataset, inputs=["tas", "ps"], targets=["huss"])
+    assert data.dropped["train"] == 10
+    assert len(data.train) == data.split.ranges["train"][1] * 2 - 10
+    assert np.isfinite(data.train.x.numpy()).all()
+
+
+def test_splits_are_contiguous_ordered_and_disjoint(tmy3):
+    data = tabular_data(tmy3, inputs=["tas", "ps", "huss"], physics="mixed_column_precipitation")
+    ranges = data.split.ranges
+    assert ranges["train"][0] == 0 and ranges["test"][1] == 8760
+    assert ranges["train"][1] == ranges["val"][0] and ranges["val"][1] == ranges["test"][0]
+    assert data.split.labels["test"][1] == "2002-01-01 00:00:00"
+    assert len(data.train) == 2 * ranges["train"][1]
+
+
+def test_split_by_dates(tmy3):
+    times = tmy3["time"].values
+    split = contiguous_split(
+        times,
+        "time",
+        ["2001-01-01", "2001-08-31T23:00"],
+        ["2001-09-01", "2001-10-31T23:00"],
+        ["2001-11-01", "2001-12-31T23:00"],
+    )
+    assert split.labels["val"] == ("2001-09-01 00:00:00", "2001-10-31 23:00:00")
+
+
+def test_overlapping_date_splits_are_refused(tmy3):
+    with pytest.raises(DataError, match="time order"):
+        contiguous_split(
+            tmy3["time"].values,
+            "time",
+            ["2001-01-01", "2001-09-30"],
+            ["2001-09-01", "2001-10-31"],
+            ["2001-11-01", "2001-12-31"],
+        )
+
+
+def test_fractions_must_sum_to_one(tmy3):
+    with pytest.raises(DataError, match="sum to 1"):
+        contiguous_split(tmy3["time"].values, "time", 0.7, 0.2, 0.2)
+
+
+def test_non_monotonic_time_is_refused(tmy3):
+    shuffled = tmy3.isel(time=np.r_[1:100, 0])
+    with pytest.raises(DataError, match="not strictly increasing"):
+        tabular_data(shuffled, inputs=["tas", "ps"], targets=["huss"])
+
+
+def test_physics_target_needs_matching_units(tmy3):
+    celsius = tmy3.assign(tas=(tmy3["tas"] - 273.15).assign_attrs(tmy3["tas"].attrs, units="degC"))
+    with pytest.raises(DataError, match="convert 'tas' to K"):
+        tabular_data(celsius, inputs=["tas", "ps", "huss"], physics="mixed_column_precipitation")
+
+
+def test_normalization_comes_from_the_training_split_only(tmy3):
+    from esszoo.recipe import TaskSpec, TrainerSpec
+    from esszoo.registry import create_model
+    from esszoo.tasks.regression import RegressionTask
+
+    data = tabular_data(tmy3, inputs=["tas", "ps", "huss"], physics="mixed_column_precipitation")
+    net = create_model("mlp", in_channels=3, out_channels=1)
+    task = RegressionTask(net, TaskSpec(), TrainerSpec())
+    tensors = task.prepare(data)
+    assert np.allclose(tensors["train"]["x"].mean(0).numpy(), 0, atol=1e-4)
+    assert np.allclose(task.stats["input_mean"].numpy(), data.train.x.mean(0).numpy())
+    # the test months (November, December) are colder than the training mean
+    assert tensors["test"]["x"][:, 0].mean() < -0.3
+
+
+def test_tensor_batches_cover_every_row_once_per_epoch():
+    import torch
+
+    rows = torch.arange(10).float()[:, None]
+    batches = TensorBatches({"x": rows}, 3, shuffle=True, seed=1)
+    batches.set_epoch(2)
+    first = torch.cat([b["x"] for b in batches]).flatten()
+    assert sorted(first.tolist()) == list(range(10)) and len(batches) == 4
+    again = torch.cat([b["x"] for b in batches]).flatten()
+    batches.set_epoch(3)
+    other = torch.cat([b["x"] for b in batches]).flatten()
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_data_paths_are_read_only_through_the_door(tmp_path: Path):
+    with pytest.raises(DataError, match="folder"):
+        open_source(tmp_path)

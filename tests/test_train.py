@@ -1,0 +1,182 @@
+"""Training end to end on real data: the run directory, resumption, evaluation, prediction."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import esszoo
+from esszoo.errors import DataError, RunError
+from esszoo.evaluate import compare_runs, evaluate_run
+from esszoo.predict import predict_file
+from esszoo.train import resolve_precision, train
+from tests.conftest import tiny_recipe_dict, write_recipe
+
+RUN_FILES = {
+    "recipe.yaml",
+    "model.safetensors",
+    "model.json",
+    "metrics.csv",
+    "scores.csv",
+    "loss_curve.png",
+    "prediction_vs_truth.png",
+    "checkpoints",
+}
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_run_leaves_everything_a_scientist_needs(trained_run):
+    assert {p.name for p in trained_run.iterdir()} >= RUN_FILES
+    assert (trained_run / "checkpoints" / "last.ckpt").is_file()
+    history = read_csv(trained_run / "metrics.csv")
+    assert [int(row["epoch"]) for row in history] == [0, 1, 2]
+    assert float(history[2]["train_loss"]) < float(history[0]["train_loss"])
+    record = json.loads((trained_run / "model.json").read_text())
+    assert [v["name"] for v in record["inputs"]] == ["tas", "ps", "huss"]
+    assert record["inputs"][0]["units"] == "K"
+    assert record["outputs"][0] == {
+        "name": "pr",
+        "units": "kg m-2",
+        "standard_name": "precipitation_amount",
+        "long_name": "computed by esszoo.physics.mixed_column_precipitation",
+    }
+    assert record["data"]["split"]["labels"]["test"][1] == "2002-01-01 00:00:00"
+    assert len(record["normalization"]["input_mean"]) == 3
+
+
+def test_the_model_beats_its_baseline_and_reports_it(trained_run):
+    rows = {row["predictor"]: row for row in read_csv(trained_run / "scores.csv")}
+    assert set(rows) == {"mlp", "baseline: linear regression"}
+    assert float(rows["mlp"]["rmse"]) < float(rows["baseline: linear regression"]["rmse"])
+
+
+def test_loaded_model_speaks_physical_units(trained_run, tmy3):
+    predictor = esszoo.load(trained_run)
+    hour = tmy3.isel(time=4000, station=0)
+    x = torch.tensor([[float(hour.tas), float(hour.ps), float(hour.huss)]])
+    from esszoo.physics import mixed_column_precipitation
+
+    truth = mixed_column_precipitation(*[v.double() for v in x.T])
+    with torch.no_grad():
+        assert abs(float(predictor(x)) - float(truth)) < 1.0  # mm, after three epochs
+
+
+def test_evaluate_reproduces_the_scores_of_training(trained_run):
+    rows = evaluate_run(trained_run)
+    written = read_csv(trained_run / "scores.csv")
+    assert rows[0]["rmse"] == pytest.approx(float(written[0]["rmse"]), rel=1e-6)
+
+
+def test_compare_times_the_model_and_the_physics(trained_run, tmp_path):
+    rows = compare_runs([trained_run], out=tmp_path / "table.csv")
+    labels = [row["predictor"] for row in rows]
+    assert labels[0] == "mlp" and "physics: reference" in labels
+    assert all(row["us_per_sample"] > 0 for row in rows)
+    reference = next(row for row in rows if row["predictor"] == "physics: reference")
+    assert reference["rmse"] < 1e-4
+    assert (tmp_path / "table.csv").is_file()
+
+
+def test_predict_writes_netcdf_with_coordinates_intact(trained_run, station_file, tmp_path):
+    out = predict_file(trained_run, station_file, tmp_path / "pred.nc")
+    predicted = xr.open_dataset(out)
+    source = xr.open_dataset(station_file)
+    assert predicted["pr"].dims == source["tas"].dims
+    assert (predicted["time"].values == source["time"].values).all()
+    assert list(predicted["station"].values) == list(source["station"].values)
+    assert predicted["pr"].attrs["units"] == "kg m-2"
+    assert float(predicted["lat"][0]) == pytest.approx(36.1)
+    assert np.isfinite(predicted["pr"].values).all()
+
+
+def test_predict_keeps_missing_inputs_missing(trained_run, station_file, tmp_path):
+    dataset = xr.open_dataset(station_file).load()
+    dataset["tas"][5, 1] = np.nan
+    path = tmp_path / "gappy.nc"
+    dataset.to_netcdf(path)
+    predicted = xr.open_dataset(predict_file(trained_run, path, tmp_path / "p.nc"))
+    assert np.isnan(predicted["pr"].values[5, 1])
+    assert np.isfinite(predicted["pr"].values).sum() == predicted["pr"].size - 1
+
+
+def test_predict_refuses_data_with_other_variables(trained_run, station_file, tmp_path):
+    renamed = xr.open_dataset(station_file).rename({"huss": "q"})
+    path = tmp_path / "renamed.nc"
+    renamed.to_netcdf(path)
+    with pytest.raises(DataError, match=r"lack the model's input variable\(s\) \['huss'\]"):
+        predict_file(trained_run, path, tmp_path / "p.nc")
+    assert not (tmp_path / "p.nc").exists()
+
+
+def test_predict_refuses_other_units(trained_run, station_file, tmp_path):
+    dataset = xr.open_dataset(station_file).load()
+    dataset["ps"] = (dataset["ps"] / 100).assign_attrs(units="hPa")
+    path = tmp_path / "hpa.nc"
+    dataset.to_netcdf(path)
+    with pytest.raises(DataError, match="convert 'ps' to Pa"):
+        predict_file(trained_run, path, tmp_path / "p.nc")
+
+
+def test_an_existing_run_is_not_overwritten_silently(tiny_recipe):
+    run_dir = train(tiny_recipe, ["trainer.max_epochs=1"])
+    before = (run_dir / "model.safetensors").read_bytes()
+    with pytest.raises(RunError, match="already holds a run"):
+        train(tiny_recipe, ["trainer.max_epochs=1"])
+    assert (run_dir / "model.safetensors").read_bytes() == before
+
+
+def test_resume_continues_from_the_last_epoch(tiny_recipe):
+    run_dir = train(tiny_recipe, ["trainer.max_epochs=1", "trainer.schedule=none"])
+    train(tiny_recipe, ["trainer.max_epochs=3", "trainer.schedule=none"], resume=True)
+    epochs = [int(row["epoch"]) for row in read_csv(run_dir / "metrics.csv")]
+    assert epochs == [0, 1, 2]
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["epoch"] == 2
+
+
+def test_resume_without_a_checkpoint_is_refused(tiny_recipe):
+    with pytest.raises(RunError, match="nothing to resume"):
+        train(tiny_recipe, resume=True)
+
+
+def test_hybrid_learns_the_residual_of_cheap_physics(tmp_path):
+    recipe = tiny_recipe_dict(
+        tmp_path / "runs", **{"task.residual_of": "cheap_mixed_column_precipitation"}
+    )
+    run_dir = train(write_recipe(tmp_path / "hybrid.yaml", recipe))
+    predictor = esszoo.load(run_dir)
+    assert predictor.base == "cheap_mixed_column_precipitation"
+    assert predictor.base_columns == [0, 1, 2]
+    x = torch.tensor([[295.0, 100_000.0, 0.015]])
+    with torch.no_grad():
+        network_part = predictor.denormalize(predictor.net(predictor.normalize(x)))
+        assert torch.allclose(predictor(x), network_part + predictor.base_prediction(x))
+
+
+def test_training_on_a_user_csv_with_its_own_targets(tmp_path, tmy3):
+    table = tmy3.sel(station="723170").to_dataframe()[["tas", "tdps", "hurs"]].reset_index()
+    table[["time", "tas", "tdps", "hurs"]].to_csv(tmp_path / "weather.csv", index=False)
+    recipe = tiny_recipe_dict(tmp_path / "runs")
+    recipe["data"] = {
+        "source": str(tmp_path / "weather.csv"),
+        "inputs": ["tas", "tdps"],
+        "targets": ["hurs"],
+    }
+    run_dir = train(write_recipe(tmp_path / "csv.yaml", recipe))
+    rows = {row["predictor"]: row for row in read_csv(run_dir / "scores.csv")}
+    assert "neg_frac" not in rows["mlp"]  # no units, no standard name: no positivity claim
+
+
+def test_precision_auto_follows_the_device():
+    assert resolve_precision("32", "cpu") == "32"
+    assert resolve_precision("auto", "mps") == "32-true"
+    assert resolve_precision("auto", "cpu") in {"32-true", "bf16-mixed"}
