@@ -192,3 +192,27 @@ def test_tensor_batches_cover_every_row_once_per_epoch():
 def test_data_paths_are_read_only_through_the_door(tmp_path: Path):
     with pytest.raises(DataError, match="folder"):
         open_source(tmp_path)
+
+
+def test_netcdf3_netcdf4_and_zarr_read_alike(tmp_path, tmy3):
+    subset = tmy3[["tas", "ps", "huss"]].isel(time=slice(0, 240))
+    subset.to_netcdf(tmp_path / "classic.nc", format="NETCDF3_64BIT", engine="scipy")
+    subset.to_netcdf(tmp_path / "modern.nc", format="NETCDF4")
+    subset.to_zarr(tmp_path / "store.zarr")
+    opened = [open_source(tmp_path / name) for name in ("classic.nc", "modern.nc", "store.zarr")]
+    for dataset in opened:
+        assert dataset["tas"].attrs["units"] == "K"
+        np.testing.assert_allclose(dataset["huss"].values, subset["huss"].values)
+
+
+def test_fill_values_become_masked_rows(tmp_path, tmy3):
+    subset = tmy3[["tas", "ps", "huss"]].isel(time=slice(0, 240)).copy(deep=True)
+    subset["tas"][3, 0] = np.nan
+    path = tmp_path / "filled.nc"
+    subset.to_netcdf(path, encoding={"tas": {"_FillValue": -999.0, "dtype": "float32"}})
+    raw = xr.open_dataset(path, mask_and_scale=False)
+    assert float(raw["tas"][3, 0]) == -999.0  # on disk: the fill value
+    data = tabular_data(
+        open_source(path), inputs=["tas", "ps"], targets=["huss"], train=0.5, val=0.25, test=0.25
+    )
+    assert data.dropped["train"] == 1

@@ -163,12 +163,13 @@ def _silence_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _trainer(recipe: Recipe, run_dir: Path, history: MetricsHistory) -> L.Trainer:
+def make_trainer(recipe: Recipe, run_dir: Path, callbacks: list[Callback]) -> L.Trainer:
+    """The Lightning Trainer `esszoo train` uses for `recipe`, with extra `callbacks`."""
     _silence_lightning()
     spec = recipe.trainer
     accelerator = resolve_accelerator(spec.accelerator)
-    callbacks: list[Callback] = [
-        history,
+    callbacks = [
+        *callbacks,
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="best",
@@ -215,7 +216,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     history = MetricsHistory(
         run_dir / "metrics.csv", _read_history(run_dir / "metrics.csv", start_epoch)
     )
-    trainer = _trainer(recipe, run_dir, history)
+    trainer = make_trainer(recipe, run_dir, [history])
     trainer.fit(
         task, train_loader, val_loader, ckpt_path=last if resume else None, weights_only=True
     )
