@@ -22,6 +22,7 @@ from esszoo.predictor import physics_base
 from esszoo.run import (
     build_data,
     build_task,
+    model_label,
     predict_in_batches,
     print_table,
     run_recipe,
@@ -39,7 +40,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> list[dict[str, Any
     data = build_data(recipe)
     _check_same_variables(predictor.description, data, run_dir)
     task = build_task(recipe, predictor.net)
-    rows, _ = score_rows(task, predictor, data, split, model_label=recipe.model.name)
+    rows, _ = score_rows(task, predictor, data, split, model_label=model_label(recipe))
     print_table(rows, f"{recipe.name}: {split} split ({len(data.tables[split])} samples)")
     return rows
 

@@ -45,6 +45,13 @@ def build_task(recipe: Recipe, net: torch.nn.Module) -> Any:
     return task_class(recipe.task.name)(net, recipe.task, recipe.trainer)
 
 
+def model_label(recipe: Recipe) -> str:
+    """How a run's model is named in tables: its model, and the physics of a hybrid."""
+    if recipe.task.residual_of:
+        return f"hybrid: {recipe.model.name} + {recipe.task.residual_of}"
+    return recipe.model.name
+
+
 def run_recipe(run_dir: str | Path) -> Recipe:
     """The resolved recipe a run was trained with."""
     path = Path(run_dir) / RECIPE_FILE

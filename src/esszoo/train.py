@@ -28,6 +28,7 @@ from esszoo.run import (
     RunLock,
     build_data,
     build_task,
+    model_label,
     print_table,
     score_rows,
     write_csv,
@@ -227,7 +228,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         task.load_state_dict(state)
     predictor = task.predictor().cpu().float().eval()
-    rows, predictions = score_rows(task, predictor, data, "test", model_label=recipe.model.name)
+    rows, predictions = score_rows(task, predictor, data, "test", model_label=model_label(recipe))
     write_csv(rows, run_dir / "scores.csv")
     plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)
     task.plot(predictions, data.test.y, data, run_dir / "prediction_vs_truth.png")
