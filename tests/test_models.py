@@ -12,10 +12,15 @@ import pytest
 import torch
 
 import esszoo
+from esszoo.errors import ModelError
 from esszoo.export import run_onnx, run_torchscript
+from esszoo.layers.padding import EarthConv2d
 from esszoo.predictor import Predictor
 
 MODELS = esszoo.list_models()
+FIELD_MODELS = [name for name in MODELS if len(esszoo.model_card(name).example_input) == 4]
+# grids of real data sets: OSTIA (18 x 432), 2.5-degree reanalysis (73 x 144), RADOLAN (190 x 228)
+EARTH_GRIDS = [(18, 432), (73, 144), (190, 228)]
 
 
 def build(name: str, seed: int = 0) -> torch.nn.Module:
@@ -35,14 +40,29 @@ def output_channels(name: str) -> int:
     return small.get("out_channels", small.get("num_classes"))
 
 
+def expected_shape(name: str, x: torch.Tensor) -> tuple[int, ...]:
+    """What a model of this card's task returns for input `x`."""
+    tasks = esszoo.model_card(name).tasks
+    dense = any(t in tasks for t in ("segmentation", "translation", "inpainting"))
+    if dense:
+        return (x.shape[0], output_channels(name), *x.shape[2:])
+    return (x.shape[0], output_channels(name))
+
+
+def main_output(output: torch.Tensor | tuple) -> torch.Tensor:
+    """Models with auxiliary heads return (main, *aux) in training mode."""
+    return output[0] if isinstance(output, tuple) else output
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_reaches_every_parameter(name):
     model = build(name).train()
-    output = model(example(name))
-    assert output.shape[0] == example(name).shape[0]
-    assert output.shape[1] == output_channels(name)
-    assert torch.isfinite(output).all()
-    output.square().mean().backward()
+    x = example(name)
+    outputs = model(x)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    assert outputs[0].shape == expected_shape(name, x)
+    assert all(torch.isfinite(o).all() for o in outputs)
+    sum(o.square().mean() for o in outputs).backward()
     for parameter_name, parameter in model.named_parameters():
         assert parameter.grad is not None, f"{parameter_name} got no gradient"
         assert torch.isfinite(parameter.grad).all(), f"{parameter_name} has a NaN gradient"
@@ -52,9 +72,11 @@ def test_forward_backward_reaches_every_parameter(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_batch_of_one_in_eval_mode(name):
     model = build(name).eval()
+    x = example(name, batch=1)
     with torch.no_grad():
-        output = model(example(name, batch=1))
-    assert output.shape[0] == 1 and torch.isfinite(output).all()
+        output = model(x)
+    assert isinstance(output, torch.Tensor), "eval mode returns the main output only"
+    assert output.shape == expected_shape(name, x) and torch.isfinite(output).all()
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -103,6 +125,42 @@ def test_reference_parameter_count_matches_the_card(name):
     card = esszoo.model_card(name)
     assert card.reference, f"{name} has no reference configuration on its card"
     assert esszoo.count_parameters(name, **card.reference) == card.reference_params
+
+
+@pytest.mark.parametrize("name", FIELD_MODELS)
+def test_runs_on_earth_grids_or_names_its_minimum(name):
+    card = esszoo.model_card(name)
+    assert len(card.min_size) == 2, f"{name}: a field model's card gives its min_size"
+    model = build(name).eval()
+    channels = card.example_input[1]
+    for grid in EARTH_GRIDS:
+        x = torch.randn(1, channels, *grid)
+        if grid[0] >= card.min_size[0] and grid[1] >= card.min_size[1]:
+            with torch.no_grad():
+                assert model(x).shape == expected_shape(name, x)
+        else:
+            with pytest.raises(ModelError, match="at least"):
+                model(x)
+    too_small = torch.randn(1, channels, card.min_size[0] - 1, card.min_size[1])
+    with pytest.raises(ModelError, match=f"at least {card.min_size[0]}x{card.min_size[1]}"):
+        model(too_small)
+    with torch.no_grad():
+        smallest = torch.randn(1, channels, *card.min_size)
+        assert model(smallest).shape == expected_shape(name, smallest)
+
+
+@pytest.mark.parametrize("name", FIELD_MODELS)
+def test_earth_padding_keeps_the_weights_and_wraps_longitude(name):
+    zeros = build(name)
+    earth = esszoo.create_model(name, **esszoo.model_card(name).small, padding="earth")
+    assert list(earth.state_dict()) == list(zeros.state_dict())
+    padded = [m for m in zeros.modules() if isinstance(m, torch.nn.Conv2d) and any(m.padding)]
+    wrapped = [m for m in earth.modules() if isinstance(m, EarthConv2d)]
+    assert len(wrapped) == len(padded) > 0
+    earth.load_state_dict(zeros.state_dict())
+    x = example(name, batch=1)
+    with torch.no_grad():
+        assert not torch.allclose(earth.eval()(x), zeros.eval()(x))
 
 
 def test_predictor_normalizes_and_restores_units():

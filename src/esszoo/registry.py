@@ -46,7 +46,8 @@ class ModelCard:
     ``reference`` holds the constructor arguments of the configuration the paper (or the
     canonical implementation) reports, and ``reference_params`` its trainable parameter
     count. ``small`` and ``example_input`` give a cheap configuration and an input shape
-    for the contract tests. ``export`` names the formats the model exports to; where one
+    for the contract tests; ``min_size`` is the smallest grid (H, W) a field model takes
+    (it raises a clear error below). ``export`` names the formats the model exports to; where one
     cannot work, ``export_note`` says why.
     """
 
@@ -60,6 +61,7 @@ class ModelCard:
     reference_note: str = ""
     small: dict[str, Any] = field(default_factory=dict)
     example_input: tuple[int, ...] = ()
+    min_size: tuple[int, ...] = ()
     export: tuple[str, ...] = ("torchscript", "onnx")
     export_note: str = ""
 
@@ -71,7 +73,7 @@ class ModelCard:
         data = dict(data)
         if data.get("paper"):
             data["paper"] = Paper(**data["paper"])
-        for key in ("tasks", "example_input", "export"):
+        for key in ("tasks", "example_input", "min_size", "export"):
             if key in data:
                 data[key] = tuple(data[key])
         known = {f.name for f in dataclasses.fields(cls)}
@@ -96,6 +98,7 @@ def register_model(
     reference_note: str = "",
     small: dict[str, Any] | None = None,
     example_input: tuple[int, ...] = (),
+    min_size: tuple[int, ...] = (),
     export: tuple[str, ...] = ("torchscript", "onnx"),
     export_note: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -119,6 +122,7 @@ def register_model(
             reference_note=reference_note,
             small=dict(small or {}),
             example_input=tuple(example_input),
+            min_size=tuple(min_size),
             export=tuple(export),
             export_note=export_note,
         )

@@ -1,0 +1,1 @@
+"""Convolutional networks: the classification lineage and fully convolutional nets."""
