@@ -175,13 +175,12 @@ def check_in_fresh_process(load_and_run: str, path, run_dir) -> None:
 
 
 def test_a_real_process_exits_with_status_2_and_one_line(tmp_path):
-    command = [sys.executable, "-m", "esszoo.cli", "info", "resnet9000"]
+    command = [sys.executable, "-m", "esszoo.cli", "info", "zzz9000"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "esszoo: error: unknown model 'resnet9000'; valid choices: mlp "
-        "(list them with `esszoo models`)"
-    ]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("esszoo: error: unknown model 'zzz9000'; valid choices: ")
+    assert line.endswith("(list them with `esszoo models`)")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["data", "--help"]])

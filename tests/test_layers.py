@@ -54,3 +54,8 @@ def test_check_grid_names_the_minimum():
     with pytest.raises(ModelError, match="at least 32x32 points, got 18x432"):
         check_grid(torch.zeros(1, 1, 18, 432), (32, 32), "vgg16")
     check_grid(torch.zeros(1, 1, 32, 32), (32, 32), "vgg16")
+
+
+def test_earth_pad_wraps_more_than_once_on_narrow_grids():
+    x = torch.tensor([[[[1.0, 2.0]]]])
+    assert earth_pad(x, lat=0, lon=3)[0, 0, 0].tolist() == [2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0]

@@ -89,6 +89,7 @@ def save(
             "input_std": _floats(predictor.input_std),
             "output_mean": _floats(predictor.output_mean),
             "output_std": _floats(predictor.output_std),
+            "fill_missing": predictor.fill_missing,
         },
         "base": {"physics": predictor.base, "columns": predictor.base_columns},
         **description,
@@ -181,6 +182,7 @@ def load(path: str | Path) -> Predictor:
         output_std=normalization.get("output_std"),
         base=base.get("physics"),
         base_columns=base.get("columns") or (),
+        fill_missing=bool(normalization.get("fill_missing", False)),
     )
     predictor.description = record
     return predictor.eval()

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from esszoo.checkpoint import load
-from esszoo.data.tabular import TabularData, physics_columns
+from esszoo.data.dataset import SplitData
+from esszoo.data.tabular import physics_columns
 from esszoo.errors import RunError
 from esszoo.physics import FUNCTIONS, physics_function
 from esszoo.predictor import physics_base
@@ -45,7 +46,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> list[dict[str, Any
     return rows
 
 
-def _check_same_variables(description: dict[str, Any], data: TabularData, run_dir: Path) -> None:
+def _check_same_variables(description: dict[str, Any], data: SplitData, run_dir: Path) -> None:
     trained = [v["name"] for v in description.get("inputs", [])]
     now = [v.name for v in data.inputs]
     if trained != now:
@@ -102,7 +103,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> l
     return rows
 
 
-def _physics_rows(data: TabularData, task: Any) -> list[dict[str, Any]]:
+def _physics_rows(data: SplitData, task: Any) -> list[dict[str, Any]]:
     """The reference physics and its registered variants with the same output, timed."""
     reference = physics_function(data.physics)
     rows = []

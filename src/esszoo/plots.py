@@ -61,3 +61,29 @@ def scatter_panels(
         axis.set_ylabel("prediction")
     _save(figure, path)
     plt.close(figure)
+
+
+def confusion_panels(
+    matrices: dict[str, torch.Tensor], classes: tuple[str, ...], path: Path
+) -> None:
+    """One confusion matrix per predictor: rows the true class, columns the predicted one."""
+    plt = _pyplot()
+    count = len(matrices)
+    size = max(3.5, 0.45 * len(classes) + 2)
+    figure, axes = plt.subplots(1, count, figsize=(size * count, size), squeeze=False)
+    for axis, (name, matrix) in zip(axes[0], matrices.items(), strict=True):
+        values = matrix.double()
+        recall = values / values.sum(1, keepdim=True).clamp(min=1)
+        axis.imshow(recall.numpy(), cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                axis.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
+                          color="white" if recall[i, j] > 0.5 else "black")
+        accuracy = float(values.diag().sum() / values.sum().clamp(min=1))
+        axis.set_title(f"{name}\naccuracy {accuracy:.3f}")
+        axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+        axis.set_yticks(range(len(classes)), classes)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+    _save(figure, path)
+    plt.close(figure)

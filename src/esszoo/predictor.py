@@ -4,7 +4,8 @@ Networks train on normalized numbers; scientists and Fortran models speak in kel
 pascal. `Predictor` wraps a network with the normalization statistics of its training
 split (inputs and, for regression, outputs), and, for a hybrid model, with the cheap
 physics whose residual the network learned. Its forward takes inputs in the units of the
-data it was trained on and returns outputs in the units of the targets.
+data it was trained on and returns outputs in the units of the targets (classifiers:
+logits).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Predictor(nn.Module):
         output_std: Sequence[float] | torch.Tensor | None = None,
         base: str | None = None,
         base_columns: Sequence[int] = (),
+        fill_missing: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -51,6 +53,7 @@ class Predictor(nn.Module):
         self.base = base
         self.base_columns = list(base_columns)
         self._base_function = physics_function(base).function if base else None
+        self.fill_missing = fill_missing
 
     @staticmethod
     def _channels(stat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -58,10 +61,16 @@ class Predictor(nn.Module):
         return stat.view(1, -1, *([1] * (like.dim() - 2))).to(like.dtype)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Physical inputs -> the network's normalized inputs."""
-        if self.input_mean is None:
-            return x
-        return (x - self._channels(self.input_mean, x)) / self._channels(self.input_std, x)
+        """Physical inputs -> the network's normalized inputs.
+
+        With ``fill_missing`` (fields), missing points (NaN) become 0 after normalization:
+        the training mean of their channel.
+        """
+        if self.input_mean is not None:
+            x = (x - self._channels(self.input_mean, x)) / self._channels(self.input_std, x)
+        if self.fill_missing:
+            x = torch.nan_to_num(x, nan=0.0)
+        return x
 
     def denormalize(self, out: torch.Tensor) -> torch.Tensor:
         """The network's normalized outputs -> physical units (before the physics base)."""

@@ -32,12 +32,17 @@ class ModelSpec(BaseModel):
 
 
 class SplitSpec(Strict):
-    """Contiguous blocks along `dim`: fractions of its length, or [first, last] dates."""
+    """Contiguous blocks along `dim`: fractions of its length, or [first, last] dates.
+
+    ``shuffle`` permutes samples that are not a series (e.g. digits) before cutting; it
+    is refused along a time coordinate.
+    """
 
     dim: str = "time"
     train: float | list[str] = 0.7
     val: float | list[str] = 0.15
     test: float | list[str] = 0.15
+    shuffle: bool = False
 
 
 class DataSpec(Strict):
@@ -47,14 +52,28 @@ class DataSpec(Strict):
     physics: str | None = Field(
         default=None, description="targets computed by this esszoo.physics function"
     )
+    label_rule: str | None = Field(
+        default=None, description="class labels from the inputs by this esszoo.data.labels rule"
+    )
+    coarsen: dict[str, int] = Field(
+        default_factory=dict, description="block means of the input grids, e.g. {y: 2, x: 2}"
+    )
     split: SplitSpec = SplitSpec()
 
 
 class TaskSpec(Strict):
     name: str = "regression"
-    loss: Literal["mse", "mae", "huber"] = "mse"
+    loss: Literal["mse", "mae", "huber", "cross_entropy"] | None = Field(
+        default=None, description="the task's own default when not given"
+    )
     residual_of: str | None = Field(
         default=None, description="learn the residual of this esszoo.physics function (hybrid)"
+    )
+    class_weights: Literal["balanced"] | list[float] | None = Field(
+        default=None, description="classification: weights of the classes in the loss"
+    )
+    aux_weight: float = Field(
+        default=0.3, ge=0, description="weight of auxiliary heads' losses (GoogLeNet: 0.3)"
     )
 
 
@@ -73,6 +92,9 @@ class TrainerSpec(Strict):
     early_stopping: int | None = Field(
         default=10, ge=1, description="patience in epochs on the validation loss; null: off"
     )
+    memory_format: Literal["auto", "contiguous", "channels_last"] = Field(
+        default="auto", description="auto: channels_last for batches of 2-D fields"
+    )
     progress_bar: bool = True
     deterministic: bool = False
 
@@ -89,6 +111,11 @@ class Recipe(Strict):
     data: DataSpec
     task: TaskSpec = TaskSpec()
     trainer: TrainerSpec = TrainerSpec()
+    init_from: str | None = Field(
+        default=None,
+        description="a run or checkpoint to start from; the first layer is adapted by "
+        "variable name",
+    )
     out_dir: str = "runs"
 
     def run_dir(self) -> Path:

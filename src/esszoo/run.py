@@ -15,9 +15,11 @@ from typing import Any
 
 import torch
 
+from esszoo.data.dataset import SplitData
+from esszoo.data.fields import field_data
 from esszoo.data.source import open_source
-from esszoo.data.tabular import TabularData, tabular_data
-from esszoo.errors import RunError
+from esszoo.data.tabular import tabular_data
+from esszoo.errors import RecipeError, RunError
 from esszoo.recipe import Recipe, load_recipe
 from esszoo.tasks import task_class
 
@@ -25,19 +27,36 @@ RECIPE_FILE = "recipe.yaml"
 LOCK_FILE = ".lock"
 
 
-def build_data(recipe: Recipe) -> TabularData:
-    """The recipe's data, split and masked, in physical units."""
+def build_data(recipe: Recipe) -> SplitData:
+    """The recipe's data, split and masked, in physical units, shaped for its task."""
     spec = recipe.data
     dataset = open_source(spec.source)
-    return tabular_data(
-        dataset,
-        inputs=spec.inputs,
-        targets=spec.targets or None,
-        physics=spec.physics,
+    split = dict(
         split_dim=spec.split.dim,
         train=spec.split.train,
         val=spec.split.val,
         test=spec.split.test,
+        shuffle=spec.split.shuffle,
+        seed=recipe.trainer.seed,
+    )
+    if task_class(recipe.task.name).data_kind == "fields":
+        if spec.physics:
+            raise RecipeError("data.physics makes regression targets, not class labels")
+        return field_data(
+            dataset,
+            inputs=spec.inputs,
+            targets=spec.targets or None,
+            label_rule_name=spec.label_rule,
+            coarsen=spec.coarsen,
+            **split,
+        )
+    if spec.label_rule or spec.coarsen:
+        raise RecipeError(
+            "data.label_rule and data.coarsen apply to fields, not to tables",
+            "remove them, or use a task on fields (classification)",
+        )
+    return tabular_data(
+        dataset, inputs=spec.inputs, targets=spec.targets or None, physics=spec.physics, **split
     )
 
 
@@ -110,9 +129,11 @@ def _alive(pid: int) -> bool:
 
 @torch.inference_mode()
 def predict_in_batches(
-    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 8192
+    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int | None = None
 ) -> torch.Tensor:
-    return torch.cat([predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    """Predictions for all of `x`, a batch at a time (8192 vectors or 32 fields)."""
+    size = batch_size or (8192 if x.dim() <= 2 else 32)
+    return torch.cat([predict(x[i : i + size]) for i in range(0, len(x), size)])
 
 
 def seconds_per_sample(
@@ -131,7 +152,7 @@ def seconds_per_sample(
 def score_rows(
     task: Any,
     predictor: torch.nn.Module,
-    data: TabularData,
+    data: SplitData,
     split: str = "test",
     model_label: str = "model",
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
@@ -155,7 +176,12 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    # per-class recalls and the split's name and size stay in scores.csv and the title
+    columns = [
+        key
+        for key in dict.fromkeys(key for row in rows for key in row)
+        if key not in ("split", "samples") and not key.startswith("recall_")
+    ]
     for column in columns:
         table.add_column(column, justify="left" if column == "predictor" else "right")
     for row in rows:

@@ -33,6 +33,8 @@ from esszoo.run import (
     score_rows,
     write_csv,
 )
+from esszoo.tasks import task_class
+from esszoo.transfer import init_from_checkpoint
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
@@ -71,6 +73,31 @@ def resolve_precision(requested: str, accelerator: str) -> str:
     if accelerator == "cpu" and cpu_has_bf16():
         return "bf16-mixed"
     return "32-true"
+
+
+def resolve_memory_format(requested: str, fields: bool) -> str:
+    """'auto' -> channels_last for batches of 2-D fields (measured faster for conv nets)."""
+    if requested != "auto":
+        return requested
+    return "channels_last" if fields else "contiguous"
+
+
+class ChannelsLast(Callback):
+    """Keep the network and the batches of fields in channels-last memory layout."""
+
+    def setup(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
+        task.to(memory_format=torch.channels_last)
+
+    def _convert(self, batch: dict[str, torch.Tensor]) -> None:
+        batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+
+    def on_train_batch_start(self, trainer, task, batch, batch_index) -> None:  # noqa: ANN001
+        self._convert(batch)
+
+    def on_validation_batch_start(  # noqa: ANN001
+        self, trainer, task, batch, batch_index, dataloader_index=0
+    ) -> None:
+        self._convert(batch)
 
 
 class MetricsHistory(Callback):
@@ -164,8 +191,11 @@ def _silence_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def make_trainer(recipe: Recipe, run_dir: Path, callbacks: list[Callback]) -> L.Trainer:
-    """The Lightning Trainer `esszoo train` uses for `recipe`, with extra `callbacks`."""
+def make_trainer(
+    recipe: Recipe, run_dir: Path, callbacks: list[Callback], **options: Any
+) -> L.Trainer:
+    """The Lightning Trainer `esszoo train` uses for `recipe`, with extra `callbacks`
+    (and Trainer `options`, e.g. limit_train_batches for benchmarks)."""
     _silence_lightning()
     spec = recipe.trainer
     accelerator = resolve_accelerator(spec.accelerator)
@@ -193,6 +223,7 @@ def make_trainer(recipe: Recipe, run_dir: Path, callbacks: list[Callback]) -> L.
         enable_progress_bar=spec.progress_bar,
         enable_model_summary=False,
         default_root_dir=run_dir,
+        **options,
     )
 
 
@@ -201,23 +232,29 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
     L.seed_everything(spec.seed, workers=True, verbose=False)
     data = build_data(recipe)
-    net = create_model(
-        recipe.model.name,
-        in_channels=len(data.inputs),
-        out_channels=len(data.targets),
-        **recipe.model.arguments(),
-    )
+    shape = task_class(recipe.task.name).model_shape(data)
+    net = create_model(recipe.model.name, **shape, **recipe.model.arguments())
+    if recipe.init_from and not resume:
+        report = init_from_checkpoint(net, recipe.init_from, data.inputs)
+        print(
+            f"started from {recipe.init_from}: {len(report['copied'])} tensors copied, "
+            f"first layer adapted by variable name: {report['adapted'] or 'no'}, "
+            f"{len(report['kept_fresh'])} kept fresh"
+        )
     task = build_task(recipe, net)
     tensors = task.prepare(data)
+    fields = tensors["train"]["x"].dim() > 2
     train_loader = TensorBatches(tensors["train"], spec.batch_size, shuffle=True, seed=spec.seed)
-    val_loader = TensorBatches(tensors["val"], max(spec.batch_size, 4096))
-
+    val_loader = TensorBatches(tensors["val"], spec.batch_size if fields else 8192)
     last = run_dir / LAST_CHECKPOINT
     start_epoch = _checkpoint_epoch(last) if resume else 0
     history = MetricsHistory(
         run_dir / "metrics.csv", _read_history(run_dir / "metrics.csv", start_epoch)
     )
-    trainer = make_trainer(recipe, run_dir, [history])
+    callbacks: list[Callback] = [history]
+    if resolve_memory_format(spec.memory_format, fields) == "channels_last":
+        callbacks.append(ChannelsLast())
+    trainer = make_trainer(recipe, run_dir, callbacks)
     trainer.fit(
         task, train_loader, val_loader, ckpt_path=last if resume else None, weights_only=True
     )
@@ -231,7 +268,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     rows, predictions = score_rows(task, predictor, data, "test", model_label=model_label(recipe))
     write_csv(rows, run_dir / "scores.csv")
     plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)
-    task.plot(predictions, data.test.y, data, run_dir / "prediction_vs_truth.png")
+    task.plot(predictions, data.test.y, data, run_dir / task.plot_file)
     checkpoint.save(
         predictor,
         run_dir,
@@ -253,6 +290,7 @@ def describe_run(recipe: Recipe, data: Any, trainer: L.Trainer, history: Metrics
     return {
         "inputs": [v.to_dict() for v in data.inputs],
         "outputs": [v.to_dict() for v in data.targets],
+        "classes": list(data.classes),
         "task": recipe.task.model_dump(mode="json"),
         "data": {
             "source": recipe.data.source,

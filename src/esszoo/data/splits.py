@@ -22,17 +22,30 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Split:
-    """Index ranges of the three splits along the split dimension."""
+    """Index ranges of the three splits along the split dimension.
+
+    ``order`` is None for blocks contiguous in time; for samples that are not a series
+    (e.g. images of digits) it is the seeded permutation the blocks are cut from.
+    """
 
     dim: str
-    ranges: dict[str, tuple[int, int]]  # name -> [start, stop)
+    ranges: dict[str, tuple[int, int]]  # name -> [start, stop) in `order`
     labels: dict[str, tuple[str, str]]  # name -> first and last coordinate value, as text
+    order: np.ndarray | None = None
+
+    def indices(self, name: str) -> slice | np.ndarray:
+        """Positions along `dim` of split `name`: a slice, or sorted indices if shuffled."""
+        start, stop = self.ranges[name]
+        if self.order is None:
+            return slice(start, stop)
+        return np.sort(self.order[start:stop])
 
     def to_dict(self) -> dict:
         return {
             "dim": self.dim,
             "ranges": {k: list(v) for k, v in self.ranges.items()},
             "labels": {k: list(v) for k, v in self.labels.items()},
+            "shuffled": self.order is not None,
         }
 
 
@@ -42,16 +55,23 @@ def contiguous_split(
     train: float | Sequence[str],
     val: float | Sequence[str],
     test: float | Sequence[str],
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
 ) -> Split:
     """Cut `coordinate` (the values along `dim`) into contiguous train/val/test blocks.
 
     Each of `train`, `val`, `test` is a fraction of the length or a [first, last] pair of
-    dates (inclusive). Blocks must be in time order and must not overlap.
+    dates (inclusive). Blocks must be in time order and must not overlap. ``shuffle``
+    permutes the samples first (seeded), for samples that are not a series; it is refused
+    along a time coordinate.
     """
     length = len(coordinate)
     if length == 0:
         raise DataError(f"dimension '{dim}' has length 0", "the data hold no samples to split")
     specs = {"train": train, "val": val, "test": test}
+    if shuffle:
+        return _shuffled(coordinate, dim, specs, seed)
     if all(isinstance(v, int | float) for v in specs.values()):
         ranges = _by_fraction(specs, length, dim)
     elif all(isinstance(v, list | tuple) for v in specs.values()):
@@ -65,6 +85,21 @@ def contiguous_split(
         for name, (start, stop) in ranges.items()
     }
     return Split(dim=dim, ranges=ranges, labels=labels)
+
+
+def _shuffled(coordinate: np.ndarray, dim: str, specs: dict, seed: int) -> Split:
+    if np.issubdtype(np.asarray(coordinate).dtype, np.datetime64):
+        raise DataError(
+            f"split.shuffle along the time coordinate '{dim}' would put near-copies of test "
+            "samples into training",
+            "keep splits contiguous in time (shuffle: false)",
+        )
+    if not all(isinstance(v, int | float) for v in specs.values()):
+        raise DataError("a shuffled split takes fractions, not dates")
+    ranges = _by_fraction(specs, len(coordinate), dim)
+    order = np.random.default_rng(seed).permutation(len(coordinate))
+    labels = {name: (f"{b - a} samples", "shuffled") for name, (a, b) in ranges.items()}
+    return Split(dim=dim, ranges=ranges, labels=labels, order=order)
 
 
 def _by_fraction(specs: dict, length: int, dim: str) -> dict[str, tuple[int, int]]:

@@ -10,52 +10,15 @@ inputs, the case of an emulator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import xarray as xr
 
-from esszoo.data.splits import SPLITS, Split, contiguous_split
+from esszoo.data.dataset import SplitData, Table
+from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values, select_variables
 from esszoo.errors import DataError
 from esszoo.physics import PhysicsFunction, physics_function
-
-
-@dataclass
-class Table:
-    """One split's samples, in physical units."""
-
-    x: torch.Tensor  # (N, C_in) float32
-    y: torch.Tensor  # (N, C_out) float32
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-
-@dataclass
-class TabularData:
-    """Train, validation and test tables with the variables they hold."""
-
-    inputs: list[Variable]
-    targets: list[Variable]
-    tables: dict[str, Table]
-    split: Split
-    dims: tuple[str, ...]
-    dropped: dict[str, int]  # rows dropped for missing values, per split
-    physics: str | None = None
-
-    @property
-    def train(self) -> Table:
-        return self.tables["train"]
-
-    @property
-    def val(self) -> Table:
-        return self.tables["val"]
-
-    @property
-    def test(self) -> Table:
-        return self.tables["test"]
 
 
 def tabular_data(
@@ -68,7 +31,9 @@ def tabular_data(
     train: float | list[str] = 0.7,
     val: float | list[str] = 0.15,
     test: float | list[str] = 0.15,
-) -> TabularData:
+    shuffle: bool = False,
+    seed: int = 0,
+) -> SplitData:
     """Build the tables for `inputs` -> `targets` (or -> `physics`(inputs))."""
     if bool(targets) == bool(physics):
         raise DataError("give the targets either as variables or as a physics function, not both")
@@ -104,18 +69,18 @@ def tabular_data(
         dataset[split_dim].values if split_dim in dataset.coords else np.arange(x_values.shape[0])
     )
     _check_monotonic(coordinate, split_dim)
-    split = contiguous_split(coordinate, split_dim, train, val, test)
+    split = contiguous_split(coordinate, split_dim, train, val, test, shuffle=shuffle, seed=seed)
     tables, dropped = {}, {}
     for name in SPLITS:
-        start, stop = split.ranges[name]
-        x = x_values[start:stop].reshape(-1, x_values.shape[-1])
-        y = y_values[start:stop].reshape(-1, y_values.shape[-1])
+        rows = split.indices(name)
+        x = x_values[rows].reshape(-1, x_values.shape[-1])
+        y = y_values[rows].reshape(-1, y_values.shape[-1])
         valid = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
         if not valid.any():
             raise DataError(f"the {name} split has no sample without missing values")
         dropped[name] = int((~valid).sum())
         tables[name] = Table(torch.from_numpy(x[valid]).float(), torch.from_numpy(y[valid]).float())
-    return TabularData(
+    return SplitData(
         inputs=input_variables,
         targets=target_variables,
         tables=tables,

@@ -22,9 +22,17 @@ PADDINGS = ("zeros", "earth")
 
 
 def earth_pad(x: torch.Tensor, lat: int, lon: int, lat_value: float = 0.0) -> torch.Tensor:
-    """Pad `lon` columns circularly on each side and `lat` rows of `lat_value` top and bottom."""
-    if lon:
+    """Pad `lon` columns circularly on each side and `lat` rows of `lat_value` top and bottom.
+
+    On a grid narrower than the padding (deep in a network) the columns wrap more than once,
+    as they do on the sphere.
+    """
+    width = x.shape[-1]
+    if lon and lon <= width:
         x = torch.cat([x[..., -lon:], x, x[..., :lon]], dim=-1)
+    elif lon:
+        columns = torch.arange(-lon, width + lon, device=x.device) % width
+        x = x.index_select(-1, columns)
     if lat:
         x = F.pad(x, (0, 0, lat, lat), value=lat_value)
     return x

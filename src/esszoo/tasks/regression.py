@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from esszoo import metrics
-from esszoo.data.tabular import TabularData, physics_columns
+from esszoo.data.dataset import SplitData
+from esszoo.data.tabular import physics_columns
+from esszoo.errors import RecipeError
 from esszoo.optim import configure_optimizer
 from esszoo.physics import physics_function
 from esszoo.predictor import Predictor, physics_base
@@ -58,20 +60,31 @@ class RegressionTask(L.LightningModule):
     """Train `net` to map normalized inputs to normalized targets (or residuals)."""
 
     name = "regression"
+    plot_file = "prediction_vs_truth.png"
+    data_kind = "table"
 
     def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
         super().__init__()
         self.net = net
         self.spec = spec
         self.trainer_spec = trainer
-        self.loss = LOSSES[spec.loss]()
+        if spec.loss not in (None, *LOSSES):
+            raise RecipeError(
+                f"task.loss '{spec.loss}' does not fit regression", f"choose one of {list(LOSSES)}"
+            )
+        self.loss = LOSSES[spec.loss or "mse"]()
         self.train_loss = EpochMean("train_loss")
         self.stats: dict[str, torch.Tensor] = {}
         self.base_columns: list[int] = []
 
     # -- data ------------------------------------------------------------------------------
 
-    def prepare(self, data: TabularData) -> dict[str, dict[str, torch.Tensor]]:
+    @staticmethod
+    def model_shape(data: SplitData) -> dict[str, int]:
+        """The zoo constructor arguments that the data fix."""
+        return {"in_channels": len(data.inputs), "out_channels": len(data.targets)}
+
+    def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
         """Fix the normalization from the training split; return each split's batch tensors."""
         if self.spec.residual_of:
             self.base_columns = physics_columns(
@@ -124,12 +137,12 @@ class RegressionTask(L.LightningModule):
 
     # -- evaluation ------------------------------------------------------------------------
 
-    def baselines(self, data: TabularData) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    def baselines(self, data: SplitData) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
         """Predictors that need no learning, fitted on the training split."""
         return {"linear regression": linear_regression(data.train.x, data.train.y)}
 
     def score(
-        self, prediction: torch.Tensor, truth: torch.Tensor, data: TabularData
+        self, prediction: torch.Tensor, truth: torch.Tensor, data: SplitData
     ) -> dict[str, float]:
         """Scores over all target variables (physical units)."""
         row = {
@@ -148,7 +161,7 @@ class RegressionTask(L.LightningModule):
         self,
         predictions: dict[str, torch.Tensor],
         truth: torch.Tensor,
-        data: TabularData,
+        data: SplitData,
         path: Path,
     ) -> None:
         """Prediction against truth on the test split, for the model and its baselines."""

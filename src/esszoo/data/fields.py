@@ -1,0 +1,140 @@
+"""Fields for convolutional models: samples of 2-D grids, (N, C, H, W), with their labels.
+
+Each input variable is a channel; its dimensions are the sample dimension (time, or a
+sample index) and two grid dimensions (lat, lon or y, x). Labels are an integer variable
+along the sample dimension (CF `flag_values`/`flag_meanings` name the classes), or come
+from a documented rule applied to a real field (`labels.py`). Values are read in blocks
+of samples so that memory stays bounded; NaN marks missing points and is kept (the task
+decides how to fill it). Coarsening (block means) happens after the labels are made.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from esszoo.data.dataset import SplitData, Table
+from esszoo.data.labels import label_rule
+from esszoo.data.splits import SPLITS, contiguous_split
+from esszoo.data.variables import Variable, load_values, select_variables
+from esszoo.errors import DataError
+
+BLOCK = 256  # samples read at a time
+
+
+def field_data(
+    dataset: xr.Dataset,
+    *,
+    inputs: list[str],
+    targets: list[str] | None = None,
+    label_rule_name: str | None = None,
+    split_dim: str = "time",
+    train: float | list[str] = 0.7,
+    val: float | list[str] = 0.15,
+    test: float | list[str] = 0.15,
+    shuffle: bool = False,
+    seed: int = 0,
+    coarsen: dict[str, int] | None = None,
+) -> SplitData:
+    """Build the train/val/test tables of fields and class labels."""
+    if bool(targets) == bool(label_rule_name):
+        raise DataError("give the class labels either as a target variable or as a label rule")
+    arrays = select_variables(dataset, inputs, "input")
+    dims = tuple(arrays[0].dims)
+    if split_dim not in dims or len(dims) != 3:
+        raise DataError(
+            f"fields need dimensions (sample, lat, lon); input '{arrays[0].name}' has {dims}",
+            f"select a 2-D grid per '{split_dim}' value (e.g. one level) first",
+        )
+    grid_dims = tuple(d for d in dims if d != split_dim)
+    arrays = [a.transpose(split_dim, *grid_dims) for a in arrays]
+    if targets:
+        labels, classes = _label_variable(dataset, targets, split_dim)
+        label_variable = Variable.of(dataset[targets[0]])
+    else:
+        rule = label_rule(label_rule_name)
+        labels = _apply_rule(rule, arrays, split_dim)
+        classes = rule.classes
+        label_variable = Variable("label", "1", "", f"class by esszoo rule {rule.name}")
+    if coarsen:
+        unknown = [d for d in coarsen if d not in grid_dims]
+        if unknown:
+            raise DataError(f"data.coarsen names {unknown}, not grid dimensions {grid_dims}")
+        arrays = [a.coarsen(coarsen, boundary="trim").mean() for a in arrays]
+    x_values = np.stack([_load_blocks(a, split_dim) for a in arrays], axis=1)  # (N, C, H, W)
+
+    coordinate = (
+        dataset[split_dim].values if split_dim in dataset.coords else np.arange(len(labels))
+    )
+    split = contiguous_split(coordinate, split_dim, train, val, test, shuffle=shuffle, seed=seed)
+    tables, dropped = {}, {}
+    for name in SPLITS:
+        rows = split.indices(name)
+        x, y = x_values[rows], labels[rows]
+        empty = ~np.isfinite(x).any(axis=(1, 2, 3))
+        dropped[name] = int(empty.sum())
+        tables[name] = Table(torch.from_numpy(x[~empty]), torch.from_numpy(y[~empty]))
+    return SplitData(
+        inputs=[Variable.of(a) for a in arrays],
+        targets=[label_variable],
+        tables=tables,
+        split=split,
+        dims=(split_dim, *grid_dims),
+        dropped=dropped,
+        classes=tuple(classes),
+    )
+
+
+def _load_blocks(array: xr.DataArray, dim: str) -> np.ndarray:
+    size = array.sizes[dim]
+    blocks = [
+        load_values(array.isel({dim: slice(start, start + BLOCK)})).astype(np.float32)
+        for start in range(0, size, BLOCK)
+    ]
+    return np.concatenate(blocks)
+
+
+def _label_variable(
+    dataset: xr.Dataset, targets: list[str], dim: str
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    (array,) = select_variables(dataset, targets[:1], "target")
+    if array.dims != (dim,):
+        raise DataError(
+            f"label variable '{array.name}' has dimensions {array.dims}, not ('{dim}',)",
+            "give one class per sample",
+        )
+    values = load_values(array)
+    whole = np.isfinite(values).all() and (values == np.round(values)).all()
+    if not whole or values.min() < 0:
+        raise DataError(
+            f"label variable '{array.name}' must hold non-negative whole numbers (class indices)"
+        )
+    labels = values.astype(np.int64)
+    meanings = str(array.attrs.get("flag_meanings", "")).split()
+    count = int(labels.max()) + 1
+    classes = tuple(meanings) if len(meanings) == count else tuple(str(i) for i in range(count))
+    return labels, classes
+
+
+def _apply_rule(rule, arrays: list[xr.DataArray], dim: str) -> np.ndarray:
+    matches = [a for a in arrays if a.attrs.get("standard_name") == rule.variable]
+    if not matches:
+        raise DataError(
+            f"label rule '{rule.name}' reads a '{rule.variable}' field, and no input has that "
+            "standard_name",
+            f"add the {rule.variable} variable to data.inputs",
+        )
+    field = matches[0]
+    if str(field.attrs.get("units", "")) != rule.units:
+        raise DataError(
+            f"label rule '{rule.name}' needs '{field.name}' in '{rule.units}', "
+            f"got '{field.attrs.get('units', '')}'"
+        )
+    size = field.sizes[dim]
+    return np.concatenate(
+        [
+            rule.function(load_values(field.isel({dim: slice(start, start + BLOCK)})))
+            for start in range(0, size, BLOCK)
+        ]
+    )

@@ -1,0 +1,175 @@
+"""Classification: fields (or vectors) -> one class per sample.
+
+Batch contract: ``{"x": (B, C, H, W), "y": (B,) int64}``; inputs normalized per channel
+with the statistics of the training split, missing points (NaN) set to 0 (the channel's
+training mean).
+
+Loss: cross-entropy, optionally weighted per class (``class_weights``: a list, or
+"balanced" = N / (K * count of the class) on the training split). Models with auxiliary
+heads (GoogLeNet) return (main, *aux) in training; their losses are added with weight
+``aux_weight`` (0.3 in Szegedy et al. 2015).
+Metrics: accuracy, top-k accuracy (k = 5 for ten or more classes, else 2), balanced
+accuracy (mean recall over classes), recall of every class, and a confusion matrix PNG.
+Baseline that needs no learning: the majority class of the training split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from esszoo.data.dataset import SplitData
+from esszoo.errors import RecipeError
+from esszoo.optim import configure_optimizer
+from esszoo.predictor import Predictor
+from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.tasks.logging import EpochMean
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of each channel of (N, C, ...) over all else, NaN-aware."""
+    channels = x.transpose(0, 1).reshape(x.shape[1], -1).double()
+    valid = torch.isfinite(channels)
+    count = valid.sum(1).clamp(min=1)
+    filled = torch.where(valid, channels, 0.0)
+    mean = filled.sum(1) / count
+    variance = (torch.where(valid, channels - mean[:, None], 0.0) ** 2).sum(1) / count
+    std = variance.sqrt()
+    return mean.float(), torch.where(std > 0, std, torch.ones_like(std)).float()
+
+
+class ClassificationTask(L.LightningModule):
+    """Train `net` to give the class of each sample."""
+
+    name = "classification"
+    plot_file = "confusion_matrix.png"
+    data_kind = "fields"
+
+    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+        super().__init__()
+        if spec.loss not in (None, "cross_entropy"):
+            raise RecipeError(
+                f"task.loss '{spec.loss}' does not fit classification",
+                "use cross_entropy (the default)",
+            )
+        if spec.residual_of:
+            raise RecipeError("task.residual_of applies to regression, not classification")
+        self.net = net
+        self.spec = spec
+        self.trainer_spec = trainer
+        self.stats: dict[str, torch.Tensor] = {}
+        self.register_buffer("class_weights", None)
+        self.train_loss = EpochMean("train_loss")
+
+    # -- data ------------------------------------------------------------------------------
+
+    @staticmethod
+    def model_shape(data: SplitData) -> dict[str, int]:
+        """The zoo constructor arguments that the data fix."""
+        return {"in_channels": len(data.inputs), "num_classes": len(data.classes)}
+
+    def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
+        """Fix normalization and class weights from the training split; return batch tensors."""
+        mean, std = channel_stats(data.train.x)
+        self.stats = {"input_mean": mean, "input_std": std}
+        self.class_weights = self._class_weights(data)
+        predictor = self.predictor()
+        return {
+            split: {"x": predictor.normalize(table.x), "y": table.y}
+            for split, table in data.tables.items()
+        }
+
+    def _class_weights(self, data: SplitData) -> torch.Tensor | None:
+        count = len(data.classes)
+        weights = self.spec.class_weights
+        if weights is None:
+            return None
+        if weights == "balanced":
+            counts = torch.bincount(data.train.y, minlength=count).double().clamp(min=1)
+            return (len(data.train.y) / (count * counts)).float()
+        if len(weights) != count:
+            raise RecipeError(
+                f"task.class_weights has {len(weights)} values for {count} classes {data.classes}"
+            )
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def predictor(self) -> Predictor:
+        """The network with its input normalization: physical fields in, logits out."""
+        return Predictor(self.net, **self.stats, fill_missing=True)
+
+    # -- training --------------------------------------------------------------------------
+
+    def _loss(self, outputs: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
+        if isinstance(outputs, tuple):
+            main, *aux = outputs
+            loss = self._loss(main, labels)
+            return loss + self.spec.aux_weight * sum(self._loss(a, labels) for a in aux)
+        return F.cross_entropy(outputs.float(), labels, weight=self.class_weights)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        loss = self._loss(self.net(batch["x"]), batch["y"])
+        self.train_loss.update(self, loss, len(batch["y"]), batch_index)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        logits = self.net(batch["x"])
+        self.log("val_loss", self._loss(logits, batch["y"]), on_epoch=True, prog_bar=True)
+        accuracy = (logits.argmax(1) == batch["y"]).float().mean()
+        self.log("val_acc", accuracy, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
+        return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def baselines(self, data: SplitData) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """The majority class of the training split, as logits."""
+        count = len(data.classes)
+        majority = int(torch.bincount(data.train.y, minlength=count).argmax())
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            logits = torch.zeros(len(x), count)
+            logits[:, majority] = 1.0
+            return logits
+
+        return {f"majority class ({data.classes[majority]})": predict}
+
+    def score(self, logits: torch.Tensor, truth: torch.Tensor, data: SplitData) -> dict[str, float]:
+        count = len(data.classes)
+        predicted = logits.argmax(1)
+        k = 5 if count >= 10 else 2
+        top_k = logits.topk(min(k, count), dim=1).indices
+        confusion = confusion_matrix(predicted, truth, count)
+        recall = confusion.diag() / confusion.sum(1).clamp(min=1)
+        present = confusion.sum(1) > 0
+        row = {
+            "accuracy": float((predicted == truth).double().mean()),
+            f"top{k}": float((top_k == truth[:, None]).any(1).double().mean()),
+            "balanced_acc": float(recall[present].mean()),
+        }
+        row |= {f"recall_{name}": float(recall[i]) for i, name in enumerate(data.classes)}
+        return row
+
+    def plot(
+        self, predictions: dict[str, torch.Tensor], truth: torch.Tensor, data: SplitData, path: Path
+    ) -> None:
+        """Confusion matrices on the test split, for the model and its baseline."""
+        from esszoo.plots import confusion_panels
+
+        count = len(data.classes)
+        matrices = {
+            name: confusion_matrix(logits.argmax(1), truth, count)
+            for name, logits in predictions.items()
+        }
+        confusion_panels(matrices, data.classes, path)
+
+
+def confusion_matrix(predicted: torch.Tensor, truth: torch.Tensor, count: int) -> torch.Tensor:
+    """Counts (true class, predicted class)."""
+    index = truth.long() * count + predicted.long()
+    return torch.bincount(index, minlength=count * count).reshape(count, count)

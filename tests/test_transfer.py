@@ -1,0 +1,45 @@
+"""Starting from a checkpoint trained on other variables: adapt the first layer by name."""
+
+import torch
+
+import esszoo
+from esszoo.data.variables import Variable
+from esszoo.transfer import NEW_VARIABLE_SCALE, init_from_checkpoint
+from tests.conftest import tiny_recipe_dict, write_recipe
+
+
+def saved_with_inputs(tmp_path, names):
+    torch.manual_seed(0)
+    net = esszoo.create_model("mlp", in_channels=len(names), out_channels=1, depth=2, width=8)
+    esszoo.save(net, tmp_path, inputs=[Variable(n).to_dict() for n in names])
+    return net
+
+
+def test_known_variables_keep_their_kernels_new_ones_start_small(tmp_path):
+    old = saved_with_inputs(tmp_path, ["tas", "huss", "ps"])
+    torch.manual_seed(1)
+    new = esszoo.create_model("mlp", in_channels=2, out_channels=1, depth=2, width=8)
+    fresh = new.hidden[0].weight.detach().clone()
+    report = init_from_checkpoint(new, tmp_path, [Variable("huss"), Variable("sfcWind")])
+    first = new.hidden[0].weight.detach()
+    assert torch.equal(first[:, 0], old.hidden[0].weight[:, 1])  # huss moved from column 1
+    assert torch.allclose(first[:, 1], fresh[:, 1] * NEW_VARIABLE_SCALE)  # unknown: small
+    assert report["adapted"] == ["hidden.0.weight"]
+    assert torch.equal(new.head.weight, old.head.weight)  # same shape: copied
+
+
+def test_a_new_output_size_keeps_the_fresh_head(tmp_path):
+    saved_with_inputs(tmp_path, ["tas"])
+    new = esszoo.create_model("mlp", in_channels=1, out_channels=3, depth=2, width=8)
+    report = init_from_checkpoint(new, tmp_path, [Variable("tas")])
+    assert set(report["kept_fresh"]) == {"head.weight", "head.bias"}
+
+
+def test_a_recipe_can_start_from_a_run_with_other_variables(tmp_path, trained_run, capsys):
+    from esszoo.train import train
+
+    recipe = tiny_recipe_dict(tmp_path / "runs", init_from=str(trained_run))
+    recipe["data"] = {"source": "tmy3", "inputs": ["huss", "tas"], "targets": ["hurs"]}
+    recipe["trainer"]["max_epochs"] = 1
+    train(write_recipe(tmp_path / "r.yaml", recipe))
+    assert "first layer adapted by variable name: ['hidden.0.weight']" in capsys.readouterr().out
