@@ -156,11 +156,13 @@ def test_earth_padding_keeps_the_weights_and_wraps_longitude(name):
     assert list(earth.state_dict()) == list(zeros.state_dict())
     padded = [m for m in zeros.modules() if isinstance(m, torch.nn.Conv2d) and any(m.padding)]
     wrapped = [m for m in earth.modules() if isinstance(m, EarthConv2d)]
-    assert len(wrapped) == len(padded) > 0
+    assert len(wrapped) == len(padded)
     earth.load_state_dict(zeros.state_dict())
     x = example(name, batch=1)
     with torch.no_grad():
-        assert not torch.allclose(earth.eval()(x), zeros.eval()(x))
+        same = torch.allclose(earth.eval()(x), zeros.eval()(x))
+    # a network without padded convolutions (LeNet-5 as published) sees no edge to wrap
+    assert same == (not padded)
 
 
 def test_predictor_normalizes_and_restores_units():

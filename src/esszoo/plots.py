@@ -77,8 +77,15 @@ def confusion_panels(
         axis.imshow(recall.numpy(), cmap="Blues", vmin=0, vmax=1)
         for i in range(len(classes)):
             for j in range(len(classes)):
-                axis.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
-                          color="white" if recall[i, j] > 0.5 else "black")
+                axis.text(
+                    j,
+                    i,
+                    str(int(matrix[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if recall[i, j] > 0.5 else "black",
+                )
         accuracy = float(values.diag().sum() / values.sum().clamp(min=1))
         axis.set_title(f"{name}\naccuracy {accuracy:.3f}")
         axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")

@@ -1,0 +1,369 @@
+"""ResNet: deep residual learning, and the backbone of the zoo's dense-prediction models.
+
+Paper: He, Zhang, Ren & Sun (2016), "Deep Residual Learning for Image Recognition", CVPR
+(arXiv:1512.03385). Each block learns a residual F(x) and adds it to its input, so a very
+deep stack can fall back to the identity instead of degrading as plain stacks do.
+
+Paper to code:
+
+- Eq. (1), y = F(x, {W_i}) + x, with the ReLU after the addition (Fig. 2): the
+  ``out + identity`` line of ``BasicBlock.forward`` and ``Bottleneck.forward``.
+- Eq. (2), y = F(x, {W_i}) + W_s x, where the dimensions change: ``shortcut``, a strided
+  1x1 convolution and batch norm. This is option B of Sec. 3.3 (projections where the
+  dimensions increase, identities elsewhere), the paper's choice for its 50-, 101- and
+  152-layer nets (Sec. 4.1) and torchvision's for all five.
+- Fig. 5: ``BasicBlock`` (two 3x3 convolutions) for the 18- and 34-layer nets;
+  ``Bottleneck`` (1x1 reduce, 3x3, 1x1 restore to 4x the width) for 50, 101 and 152.
+- Table 1: ``conv1`` (7x7, 64, stride 2) and a 3x3 max pool of stride 2, then conv2_x ..
+  conv5_x as ``layer1`` .. ``layer4`` of (2, 2, 2, 2), (3, 4, 6, 3), (3, 4, 6, 3),
+  (3, 4, 23, 3) and (3, 8, 36, 3) blocks with 64, 128, 256, 512 filters, down-sampling by
+  stride 2 in conv3_1, conv4_1 and conv5_1; global average pool, 1000-way fc. The depth in
+  the name counts the weighted layers: 2 per basic block or 3 per bottleneck, plus conv1
+  and fc (``ResNet.depth``).
+- Sec. 3.4: batch norm right after each convolution, before the activation; weights
+  initialized as in He et al. (2015), here Kaiming normal with fan-out, as torchvision.
+
+Where the stride sits in the bottleneck. The authors' released (Caffe) networks, "v1",
+stride the first 1x1 convolution of conv3_1, conv4_1 and conv5_1; torchvision's "v1.5"
+strides the 3x3 convolution instead. Both have the same parameter count. This file builds
+v1.5: a strided 1x1 convolution reads only one input position in four and discards the
+rest, while a strided 3x3 sees them all; v1.5 is the more accurate network (by about half a
+point of ImageNet top-1 in NVIDIA's measurements) and the one most published backbones use.
+Modules carry torchvision's names (conv1, bn1, layer1.0.downsample.0, ..., fc).
+
+Dense prediction. ``replace_stride_with_dilation`` (as torchvision) turns the stride 2 of
+layer2, layer3 or layer4 into a dilation of the following 3x3 convolutions (Chen et al.
+2017, DeepLabv3), keeping the receptive field and the weights while the output stride drops
+from 32 to 16 with ``(False, False, True)`` or to 8 with ``(False, True, True)``; the
+first block of a dilated stage keeps the previous dilation, as torchvision. ``stages(x)``
+returns the stem output and the outputs of layer1 .. layer4 (strides 4, 4, 8, 16, 32 by
+default; ``feature_channels`` and ``feature_strides`` name them), for FCN, UNet and DeepLab
+heads.
+
+Knobs whose defaults are the paper's: ``width`` (64) is the number of filters of conv1 and
+of the first stage; each later stage doubles it (Table 1). ``zero_init_residual`` (off in
+the paper; Goyal et al. 2017) starts each residual branch at zero by zeroing its last
+batch-norm scale, so every block begins as the identity.
+
+Grids. Global average pooling takes any grid; a single point (1x1) goes through every
+layer, with zero or earth padding (which wraps around as often as a narrow grid needs).
+
+Departures: the global average pool is adaptive (Table 1's is 7x7 on 224x224 inputs), so
+any grid size works. The paper's first ResNet-18/34 comparison (Table 2) used option A,
+parameter-free zero-padded shortcuts; these are option B, as its Table 3 "ResNet-34 B" and
+the reference counts. Basic blocks accept dilation, which torchvision's refuse (both 3x3
+convolutions of a block take the block's dilation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from esszoo.errors import ModelError
+from esszoo.layers import check_grid, set_padding
+from esszoo.registry import Paper, register_model
+
+MIN_SIZE = (1, 1)
+STEM_STRIDE = 4  # conv1 (stride 2) and the max pool (stride 2)
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    """A 3x3 convolution that keeps the grid (up to its stride), without bias: BN follows."""
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size=3,
+        stride=stride,
+        padding=dilation,
+        dilation=dilation,
+        bias=False,
+    )
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+
+
+def shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Sequential | None:
+    """Eq. (2)'s projection W_s where the block changes the grid or the width, else None."""
+    if stride == 1 and in_channels == out_channels:
+        return None
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+
+
+class BasicBlock(nn.Module):
+    """Fig. 5 (left): two 3x3 convolutions around a shortcut, for ResNet-18 and -34."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, planes, stride, dilation)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, dilation=dilation)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = shortcut(in_channels, planes, stride)
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (batch, in_channels, H, W) -> (batch, planes, H/stride, W/stride)
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)  # Eq. (1), ReLU after the addition (Fig. 2)
+
+
+class Bottleneck(nn.Module):
+    """Fig. 5 (right): 1x1 reduce, 3x3 (strided: v1.5), 1x1 restore to 4x, for ResNet-50+."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = conv1x1(in_channels, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride, dilation)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, out_channels)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = shortcut(in_channels, out_channels, stride)
+
+    def zero_init_last(self) -> None:
+        nn.init.zeros_(self.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (batch, in_channels, H, W) -> (batch, 4 * planes, H/stride, W/stride)
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))  # (batch, planes, H, W)
+        out = self.relu(self.bn2(self.conv2(out)))  # (batch, planes, H/stride, W/stride)
+        out = self.bn3(self.conv3(out))  # (batch, 4 * planes, H/stride, W/stride)
+        return self.relu(out + identity)  # Eq. (1)
+
+
+class ResNet(nn.Module):
+    """Table 1's network for any block type and number of blocks per stage."""
+
+    def __init__(
+        self,
+        *,
+        block: type[BasicBlock | Bottleneck],
+        layers: tuple[int, int, int, int],
+        in_channels: int,
+        num_classes: int,
+        width: int = 64,
+        replace_stride_with_dilation: tuple[bool, bool, bool] = (False, False, False),
+        zero_init_residual: bool = False,
+        padding: str = "zeros",
+    ):
+        super().__init__()
+        dilate = tuple(bool(d) for d in replace_stride_with_dilation)
+        if len(dilate) != 3:
+            raise ModelError(
+                f"replace_stride_with_dilation needs 3 values (layer2, layer3, layer4), "
+                f"got {replace_stride_with_dilation}",
+                "use (False, False, True) for output stride 16, (False, True, True) for 8",
+            )
+        self.depth = (2 if block is BasicBlock else 3) * sum(layers) + 2
+        self.name = f"resnet{self.depth}"
+        self.block = block
+
+        # conv1 (Table 1): 7x7, `width` filters, stride 2; conv2_x opens with a 3x3 max pool
+        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+        self.feature_channels = [width]
+        self.feature_strides = [STEM_STRIDE]
+        self.dilations = [1]
+        self.layer1 = self._make_stage(width, layers[0], stride=1, dilate=False)
+        self.layer2 = self._make_stage(2 * width, layers[1], stride=2, dilate=dilate[0])
+        self.layer3 = self._make_stage(4 * width, layers[2], stride=2, dilate=dilate[1])
+        self.layer4 = self._make_stage(8 * width, layers[3], stride=2, dilate=dilate[2])
+
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = self.feature_channels[-1]
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+        self.min_size = MIN_SIZE
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, (BasicBlock, Bottleneck)):
+                    module.zero_init_last()
+        set_padding(self, padding)
+
+    def _make_stage(self, planes: int, blocks: int, stride: int, dilate: bool) -> nn.Sequential:
+        """conv{2..5}_x: `blocks` blocks, the first one striding (or, dilated, not)."""
+        in_channels, previous_dilation = self.feature_channels[-1], self.dilations[-1]
+        dilation = previous_dilation * stride if dilate else previous_dilation
+        stride = 1 if dilate else stride
+        out_channels = planes * self.block.expansion
+        stage = [self.block(in_channels, planes, stride, previous_dilation)]
+        stage += [self.block(out_channels, planes, 1, dilation) for _ in range(blocks - 1)]
+        self.feature_channels.append(out_channels)
+        self.feature_strides.append(self.feature_strides[-1] * stride)
+        self.dilations.append(dilation)
+        return nn.Sequential(*stage)
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stem output and the outputs of layer1 .. layer4, for dense-prediction heads."""
+        check_grid(x, self.min_size, self.name)
+        # x: (batch, in_channels, H, W); sizes below round up, strides are the default's
+        stem = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (batch, width, H/4, W/4)
+        c2 = self.layer1(stem)  # (batch, width * expansion, H/4, W/4)
+        c3 = self.layer2(c2)  # (batch, 2 * width * expansion, H/8, W/8)
+        c4 = self.layer3(c3)  # (batch, 4 * width * expansion, H/16, W/16)
+        c5 = self.layer4(c4)  # (batch, 8 * width * expansion, H/32, W/32)
+        return [stem, c2, c3, c4, c5]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.stages(x)[-1]  # (batch, num_features, H/32, W/32)
+        pooled = torch.flatten(self.avgpool(features), 1)  # (batch, num_features)
+        return self.fc(pooled)  # (batch, num_classes)
+
+
+_CARD = dict(
+    family="cnn",
+    tasks=("classification",),
+    paper=Paper(
+        authors="He, Zhang, Ren & Sun",
+        year=2016,
+        title="Deep Residual Learning for Image Recognition",
+        venue="CVPR",
+        arxiv="1512.03385",
+    ),
+    reference=dict(in_channels=3, num_classes=1000),
+    reference_note="ImageNet configuration of Table 1 at 224x224; equal to torchvision's "
+    "count (v1.5 bottleneck, same count as the paper's v1)",
+    example_input=(2, 3, 32, 32),
+    min_size=MIN_SIZE,
+)
+_SMALL = dict(in_channels=3, num_classes=5, width=8)
+_NO_DILATION = (False, False, False)
+
+
+@register_model(**_CARD, reference_params=11_689_512, small=_SMALL)
+def resnet18(
+    *,
+    in_channels: int,
+    num_classes: int,
+    width: int = 64,
+    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
+    zero_init_residual: bool = False,
+    padding: str = "zeros",
+) -> ResNet:
+    """ResNet-18: residual net of basic blocks, (2, 2, 2, 2) per stage (Table 1)."""
+    return ResNet(
+        block=BasicBlock,
+        layers=(2, 2, 2, 2),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        width=width,
+        replace_stride_with_dilation=replace_stride_with_dilation,
+        zero_init_residual=zero_init_residual,
+        padding=padding,
+    )
+
+
+@register_model(**_CARD, reference_params=21_797_672, small=_SMALL)
+def resnet34(
+    *,
+    in_channels: int,
+    num_classes: int,
+    width: int = 64,
+    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
+    zero_init_residual: bool = False,
+    padding: str = "zeros",
+) -> ResNet:
+    """ResNet-34: residual net of basic blocks, (3, 4, 6, 3) per stage (Table 1)."""
+    return ResNet(
+        block=BasicBlock,
+        layers=(3, 4, 6, 3),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        width=width,
+        replace_stride_with_dilation=replace_stride_with_dilation,
+        zero_init_residual=zero_init_residual,
+        padding=padding,
+    )
+
+
+@register_model(**_CARD, reference_params=25_557_032, small=_SMALL)
+def resnet50(
+    *,
+    in_channels: int,
+    num_classes: int,
+    width: int = 64,
+    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
+    zero_init_residual: bool = False,
+    padding: str = "zeros",
+) -> ResNet:
+    """ResNet-50: residual net of bottlenecks, (3, 4, 6, 3) per stage (Table 1)."""
+    return ResNet(
+        block=Bottleneck,
+        layers=(3, 4, 6, 3),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        width=width,
+        replace_stride_with_dilation=replace_stride_with_dilation,
+        zero_init_residual=zero_init_residual,
+        padding=padding,
+    )
+
+
+@register_model(**_CARD, reference_params=44_549_160, small=_SMALL)
+def resnet101(
+    *,
+    in_channels: int,
+    num_classes: int,
+    width: int = 64,
+    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
+    zero_init_residual: bool = False,
+    padding: str = "zeros",
+) -> ResNet:
+    """ResNet-101: residual net of bottlenecks, (3, 4, 23, 3) per stage (Table 1)."""
+    return ResNet(
+        block=Bottleneck,
+        layers=(3, 4, 23, 3),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        width=width,
+        replace_stride_with_dilation=replace_stride_with_dilation,
+        zero_init_residual=zero_init_residual,
+        padding=padding,
+    )
+
+
+@register_model(**_CARD, reference_params=60_192_808, small=_SMALL)
+def resnet152(
+    *,
+    in_channels: int,
+    num_classes: int,
+    width: int = 64,
+    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
+    zero_init_residual: bool = False,
+    padding: str = "zeros",
+) -> ResNet:
+    """ResNet-152: residual net of bottlenecks, (3, 8, 36, 3) per stage (Table 1)."""
+    return ResNet(
+        block=Bottleneck,
+        layers=(3, 8, 36, 3),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        width=width,
+        replace_stride_with_dilation=replace_stride_with_dilation,
+        zero_init_residual=zero_init_residual,
+        padding=padding,
+    )
