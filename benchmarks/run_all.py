@@ -6,7 +6,14 @@ import datetime as dt
 import subprocess
 import warnings
 
-from benchmarks import cli_speed, physics_speed, precision, train_step
+from benchmarks import (
+    cli_speed,
+    cnn_train_step,
+    physics_speed,
+    precision,
+    radar_scenes,
+    train_step,
+)
 from benchmarks.common import ROOT, machine
 
 SECTIONS = (
@@ -17,6 +24,12 @@ SECTIONS = (
     ("Learned over hand-written physics, time per sample at matched accuracy", physics_speed),
     ("Precision: fp32 against bf16 autocast for the emulator", precision),
     ("Command line start-up", cli_speed),
+    ("Classification of real radar scenes against the majority class", radar_scenes),
+    (
+        "CNN training steps: overhead (goal at most 1.03), FLOP/s (goal at least 40% of the "
+        "bf16 conv peak), defaults over naive fp32 eager (goal at least 1.7x)",
+        cnn_train_step,
+    ),
 )
 
 

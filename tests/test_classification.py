@@ -139,3 +139,39 @@ def test_regression_losses_do_not_fit_classification():
         ClassificationTask(
             torch.nn.Identity(), TaskSpec(name="classification", loss="mse"), TrainerSpec()
         )
+
+
+def test_lenet5_learns_digits_end_to_end_and_predicts_classes(tmp_path):
+    from esszoo.predict import predict_file
+    from esszoo.train import train
+    from tests.conftest import write_recipe
+
+    recipe = {
+        "name": "digits",
+        "model": {"name": "lenet5"},
+        "data": {
+            "source": "mnist5k",
+            "inputs": ["image"],
+            "targets": ["label"],
+            "split": {"dim": "sample", "shuffle": True},
+        },
+        "task": {"name": "classification"},
+        "trainer": {"max_epochs": 2, "batch_size": 32, "progress_bar": False},
+        "out_dir": str(tmp_path / "runs"),
+    }
+    run_dir = train(write_recipe(tmp_path / "digits.yaml", recipe))
+    assert (run_dir / "confusion_matrix.png").is_file()
+    import csv
+
+    with open(run_dir / "scores.csv") as handle:
+        model, baseline = csv.DictReader(handle)
+    assert baseline["predictor"].startswith("baseline: majority class")
+    assert float(model["accuracy"]) > 0.8 > float(baseline["accuracy"])
+    assert {f"recall_{d}" for d in ("zero", "nine")} <= set(model)
+
+    digits = open_source("mnist5k").isel(sample=slice(0, 40))
+    digits.to_netcdf(tmp_path / "digits.nc")
+    predicted = xr.open_dataset(predict_file(run_dir, tmp_path / "digits.nc", tmp_path / "p.nc"))
+    assert predicted["class_probability"].shape == (40, 10)
+    assert predicted["predicted_class"].attrs["flag_meanings"].startswith("zero one")
+    assert (predicted["predicted_class"].values == digits["label"].values).mean() > 0.7

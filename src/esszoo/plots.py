@@ -70,7 +70,9 @@ def confusion_panels(
     plt = _pyplot()
     count = len(matrices)
     size = max(3.5, 0.45 * len(classes) + 2)
-    figure, axes = plt.subplots(1, count, figsize=(size * count, size), squeeze=False)
+    figure, axes = plt.subplots(
+        1, count, figsize=(size * count, size), squeeze=False, constrained_layout=True
+    )
     for axis, (name, matrix) in zip(axes[0], matrices.items(), strict=True):
         values = matrix.double()
         recall = values / values.sum(1, keepdim=True).clamp(min=1)

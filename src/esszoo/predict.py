@@ -55,23 +55,11 @@ def predict_file(run: str | Path, data: str | Path, out: str | Path) -> Path:
         raise DataError(f"the checkpoint in '{run}' does not name its variables")
     dataset = open_source(data)
     arrays = _inputs(dataset, trained)
-    template = arrays[0]
-    values = np.stack([load_values(a) for a in arrays], axis=-1).reshape(-1, len(arrays))
-    valid = np.isfinite(values).all(axis=1)
-    result = np.full((values.shape[0], len(outputs)), np.nan, dtype=np.float32)
-    if valid.any():
-        x = torch.from_numpy(values[valid]).float()
-        result[valid] = predict_in_batches(predictor, x).numpy()
-    coords = {name: coord for name, coord in template.coords.items()}
-    predicted = xr.Dataset(coords=coords)
-    for column, variable in enumerate(outputs):
-        attrs = variable.attrs() | {
-            "comment": f"predicted by esszoo model '{description['model']['name']}' "
-            f"from {', '.join(v.name for v in trained)}; NaN where an input is missing",
-        }
-        predicted[variable.name] = xr.DataArray(
-            result[:, column].reshape(template.shape), dims=template.dims, attrs=attrs
-        )
+    model_name = description["model"]["name"]
+    if description.get("classes"):
+        predicted = _classes(predictor, arrays, description, dims=description["data"]["dims"])
+    else:
+        predicted = _points(predictor, arrays, outputs, model_name, trained)
     predicted.attrs = {
         "Conventions": "CF-1.8",
         "title": f"esszoo predictions of run {Path(run).name}",
@@ -83,3 +71,74 @@ def predict_file(run: str | Path, data: str | Path, out: str | Path) -> Path:
     with atomic_path(out) as temporary:
         predicted.to_netcdf(temporary)
     return out
+
+
+def _points(
+    predictor: torch.nn.Module,
+    arrays: list[xr.DataArray],
+    outputs: list[Variable],
+    model_name: str,
+    trained: list[Variable],
+) -> xr.Dataset:
+    """Vector models: every point of the inputs' grid is a sample; outputs on that grid."""
+    template = arrays[0]
+    values = np.stack([load_values(a) for a in arrays], axis=-1).reshape(-1, len(arrays))
+    valid = np.isfinite(values).all(axis=1)
+    result = np.full((values.shape[0], len(outputs)), np.nan, dtype=np.float32)
+    if valid.any():
+        x = torch.from_numpy(values[valid]).float()
+        result[valid] = predict_in_batches(predictor, x).numpy()
+    predicted = xr.Dataset(coords=dict(template.coords.items()))
+    for column, variable in enumerate(outputs):
+        attrs = variable.attrs() | {
+            "comment": f"predicted by esszoo model '{model_name}' from "
+            f"{', '.join(v.name for v in trained)}; NaN where an input is missing",
+        }
+        predicted[variable.name] = xr.DataArray(
+            result[:, column].reshape(template.shape), dims=template.dims, attrs=attrs
+        )
+    return predicted
+
+
+def _classes(
+    predictor: torch.nn.Module, arrays: list[xr.DataArray], description: dict, dims: list[str]
+) -> xr.Dataset:
+    """Classifiers of fields: one class (and its probabilities) per sample."""
+    sample_dim = dims[0]
+    if sample_dim not in arrays[0].dims or arrays[0].ndim != 3:
+        raise DataError(
+            f"the model classifies 2-D fields along '{sample_dim}', but '{arrays[0].name}' "
+            f"has dimensions {arrays[0].dims}",
+            f"give fields with dimensions ({sample_dim}, lat, lon)",
+        )
+    grid = [d for d in arrays[0].dims if d != sample_dim]
+    coarsen = description.get("recipe", {}).get("data", {}).get("coarsen") or {}
+    if coarsen:  # the block means the run's data section made in training
+        arrays = [a.coarsen(coarsen, boundary="trim").mean() for a in arrays]
+    fields = np.stack(
+        [load_values(a.transpose(sample_dim, *grid)).astype(np.float32) for a in arrays], axis=1
+    )
+    logits = predict_in_batches(predictor, torch.from_numpy(fields))
+    probability = torch.softmax(logits, dim=1).numpy()
+    classes = description["classes"]
+    coords = {k: v for k, v in arrays[0].coords.items() if v.dims == (sample_dim,)}
+    coords["class"] = ("class", list(classes))
+    return xr.Dataset(
+        {
+            "predicted_class": (
+                sample_dim,
+                probability.argmax(1).astype(np.int32),
+                {
+                    "flag_values": np.arange(len(classes), dtype=np.int32),
+                    "flag_meanings": " ".join(classes),
+                    "long_name": f"class predicted by {description['model']['name']}",
+                },
+            ),
+            "class_probability": (
+                (sample_dim, "class"),
+                probability.astype(np.float32),
+                {"units": "1", "long_name": "softmax probability of each class"},
+            ),
+        },
+        coords=coords,
+    )

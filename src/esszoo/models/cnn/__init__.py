@@ -3,6 +3,7 @@
 from esszoo.models.cnn import (
     alexnet,  # noqa: F401
     densenet,  # noqa: F401
+    fcn,  # noqa: F401
     googlenet,  # noqa: F401
     lenet,  # noqa: F401
     resnet,  # noqa: F401
