@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 import yaml
 
 from esszoo.data.source import open_source
+
+# pytest-xdist runs one process per core: more than one thread in each oversubscribes the
+# cores, and torch's thread pools then spin against each other (measured: 10x slower steps)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
