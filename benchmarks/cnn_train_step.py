@@ -119,7 +119,10 @@ def run() -> str:
     peak = conv_peak_flops()
     rows = []
     for name in ("resnet18", "resnet50"):
-        recipe = load_recipe(RECIPE, ["trainer.progress_bar=false", f"model.name={name}"])
+        recipe = load_recipe(
+            RECIPE,
+            ["trainer.progress_bar=false", "trainer.early_stopping=null", f"model.name={name}"],
+        )
         tensors = build_task(recipe, _net(name, len(data.classes))).prepare(data)["train"]
         classes = len(data.classes)
         ours = esszoo_step(name, data, recipe)

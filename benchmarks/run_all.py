@@ -1,56 +1,69 @@
-"""Run every benchmark and write BENCHMARKS.md (`make bench`)."""
+"""Run the benchmarks and write BENCHMARKS.md (`make bench`).
+
+`python -m benchmarks.run_all` runs every section; `python -m benchmarks.run_all
+cnn_train_step` reruns one. Each section's latest result is kept in benchmarks/results/
+(with the machine and commit it ran on), and BENCHMARKS.md is composed from all of them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import subprocess
+import sys
 import warnings
 
-from benchmarks import (
-    cli_speed,
-    cnn_train_step,
-    physics_speed,
-    precision,
-    radar_scenes,
-    train_step,
-)
 from benchmarks.common import ROOT, machine
 
-SECTIONS = (
-    (
-        "Training step: esszoo over a hand-written PyTorch loop (goal at most 1.10)",
-        train_step,
-    ),
-    ("Learned over hand-written physics, time per sample at matched accuracy", physics_speed),
-    ("Precision: fp32 against bf16 autocast for the emulator", precision),
-    ("Command line start-up", cli_speed),
-    ("Classification of real radar scenes against the majority class", radar_scenes),
-    (
-        "CNN training steps: overhead (goal at most 1.03), FLOP/s (goal at least 40% of the "
-        "bf16 conv peak), defaults over naive fp32 eager (goal at least 1.7x)",
-        cnn_train_step,
-    ),
-)
+SECTIONS = {
+    "train_step": "Training step: esszoo over a hand-written PyTorch loop (goal at most 1.10)",
+    "physics_speed": "Learned over hand-written physics, time per sample at matched accuracy",
+    "precision": "Precision: fp32 against bf16 autocast for the emulator",
+    "cli_speed": "Command line start-up",
+    "radar_scenes": "Classification of real radar scenes against the majority class",
+    "cnn_train_step": "CNN training steps: overhead (goal at most 1.03), FLOP/s (goal at least "
+    "40% of the bf16 conv peak), defaults over naive fp32 eager (goal at least 1.7x)",
+}
+RESULTS = ROOT / "benchmarks" / "results"
 
 
-def main() -> None:
-    warnings.filterwarnings("ignore")
+def run_section(name: str) -> None:
+    module = importlib.import_module(f"benchmarks.{name}")
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
+    method = (module.__doc__ or "").strip().split("\n\n", 1)[-1]
+    stamp = f"Measured {dt.date.today()} at commit {commit} on: {machine()}."
+    text = "\n\n".join([f"## {SECTIONS[name]}", stamp, method, module.run()])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(text + "\n")
+
+
+def compose() -> None:
     parts = [
         "# Benchmarks",
-        "",
-        f"Measured {dt.date.today()} at commit {commit} on: {machine()}.",
-        "Regenerate with `make bench`. Ratios are taken within one run on one machine.",
+        "Ratios are taken within one run on one machine; each section names its machine and "
+        "commit. Regenerate with `make bench` (or `python -m benchmarks.run_all SECTION`).",
     ]
-    for title, module in SECTIONS:
-        print(f"running: {title}", flush=True)
-        method = (module.__doc__ or "").strip().split("\n\n", 1)[-1]
-        parts += ["", f"## {title}", "", method, "", module.run()]
-    (ROOT / "BENCHMARKS.md").write_text("\n".join(parts) + "\n")
+    parts += [
+        (RESULTS / f"{name}.md").read_text().strip()
+        for name in SECTIONS
+        if (RESULTS / f"{name}.md").is_file()
+    ]
+    (ROOT / "BENCHMARKS.md").write_text("\n\n".join(parts) + "\n")
+
+
+def main(names: list[str]) -> None:
+    warnings.filterwarnings("ignore")
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        sys.exit(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
+    for name in names or list(SECTIONS):
+        print(f"running: {SECTIONS[name]}", flush=True)
+        run_section(name)
+        compose()
     print("wrote BENCHMARKS.md")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -43,3 +43,17 @@ def test_a_recipe_can_start_from_a_run_with_other_variables(tmp_path, trained_ru
     recipe["trainer"]["max_epochs"] = 1
     train(write_recipe(tmp_path / "r.yaml", recipe))
     assert "first layer adapted by variable name: ['hidden.0.weight']" in capsys.readouterr().out
+
+
+def test_the_first_convolution_of_a_resnet_is_adapted_by_variable_name(tmp_path):
+    torch.manual_seed(0)
+    old = esszoo.create_model("resnet18", in_channels=2, num_classes=3, width=8)
+    esszoo.save(old, tmp_path, inputs=[Variable("tas").to_dict(), Variable("pr").to_dict()])
+    new = esszoo.create_model("resnet18", in_channels=3, num_classes=5, width=8)
+    report = init_from_checkpoint(new, tmp_path, [Variable(n) for n in ("pr", "psl", "tas")])
+    assert report["adapted"] == ["conv1.weight"]
+    assert torch.equal(new.conv1.weight[:, 0], old.conv1.weight[:, 1])
+    assert torch.equal(new.conv1.weight[:, 2], old.conv1.weight[:, 0])
+    assert new.conv1.weight[:, 1].abs().max() < 0.05 * old.conv1.weight.abs().max()
+    assert torch.equal(new.layer4[1].conv2.weight, old.layer4[1].conv2.weight)
+    assert set(report["kept_fresh"]) == {"fc.weight", "fc.bias"}

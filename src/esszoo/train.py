@@ -211,7 +211,7 @@ def make_trainer(
     ]
     if spec.early_stopping:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=spec.early_stopping))
-    return L.Trainer(
+    settings: dict[str, Any] = dict(
         max_epochs=spec.max_epochs,
         accelerator=accelerator,
         devices=spec.devices,
@@ -223,8 +223,8 @@ def make_trainer(
         enable_progress_bar=spec.progress_bar,
         enable_model_summary=False,
         default_root_dir=run_dir,
-        **options,
     )
+    return L.Trainer(**(settings | options))
 
 
 def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
