@@ -47,6 +47,8 @@ classifier).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -199,67 +201,40 @@ _CARD = dict(
 _SMALL = dict(in_channels=3, num_classes=5, growth_rate=4, num_init_features=8)
 
 
-@register_model(**_CARD, reference_params=7_978_856, small=_SMALL)
-def densenet121(
-    *,
-    in_channels: int,
-    num_classes: int,
-    growth_rate: int = 32,
-    num_init_features: int = 64,
-    bn_size: int = 4,
-    padding: str = "zeros",
-) -> DenseNet:
-    """DenseNet-121: DenseNet-BC with blocks of (6, 12, 24, 16) layers (Table 1)."""
-    return DenseNet(
-        block_config=(6, 12, 24, 16),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        growth_rate=growth_rate,
-        num_init_features=num_init_features,
-        bn_size=bn_size,
-        padding=padding,
+# Table 1: (name, layers per dense block, reference parameter count at 3 x 224 x 224, 1000)
+DEPTHS = (
+    ("densenet121", (6, 12, 24, 16), 7_978_856),
+    ("densenet169", (6, 12, 32, 32), 14_149_480),
+    ("densenet201", (6, 12, 48, 32), 20_013_928),
+)
+
+
+def _builder(name: str, block_config: tuple[int, ...]) -> Callable[..., DenseNet]:
+    def build(
+        *,
+        in_channels: int,
+        num_classes: int,
+        growth_rate: int = 32,
+        num_init_features: int = 64,
+        bn_size: int = 4,
+        padding: str = "zeros",
+    ) -> DenseNet:
+        return DenseNet(
+            block_config=block_config,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            growth_rate=growth_rate,
+            num_init_features=num_init_features,
+            bn_size=bn_size,
+            padding=padding,
+        )
+
+    build.__name__ = name
+    build.__doc__ = (
+        f"DenseNet-{name[8:]}: DenseNet-BC with blocks of {block_config} layers (Table 1)."
     )
+    return build
 
 
-@register_model(**_CARD, reference_params=14_149_480, small=_SMALL)
-def densenet169(
-    *,
-    in_channels: int,
-    num_classes: int,
-    growth_rate: int = 32,
-    num_init_features: int = 64,
-    bn_size: int = 4,
-    padding: str = "zeros",
-) -> DenseNet:
-    """DenseNet-169: DenseNet-BC with blocks of (6, 12, 32, 32) layers (Table 1)."""
-    return DenseNet(
-        block_config=(6, 12, 32, 32),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        growth_rate=growth_rate,
-        num_init_features=num_init_features,
-        bn_size=bn_size,
-        padding=padding,
-    )
-
-
-@register_model(**_CARD, reference_params=20_013_928, small=_SMALL)
-def densenet201(
-    *,
-    in_channels: int,
-    num_classes: int,
-    growth_rate: int = 32,
-    num_init_features: int = 64,
-    bn_size: int = 4,
-    padding: str = "zeros",
-) -> DenseNet:
-    """DenseNet-201: DenseNet-BC with blocks of (6, 12, 48, 32) layers (Table 1)."""
-    return DenseNet(
-        block_config=(6, 12, 48, 32),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        growth_rate=growth_rate,
-        num_init_features=num_init_features,
-        bn_size=bn_size,
-        padding=padding,
-    )
+for _name, _blocks, _params in DEPTHS:
+    register_model(**_CARD, reference_params=_params, small=_SMALL)(_builder(_name, _blocks))

@@ -102,11 +102,7 @@ MIN_SIZE = (1, 1)  # ceil-mode pools and padded strided convolutions keep one po
 SKIPS = {"32s": (), "16s": ("pool4",), "8s": ("pool4", "pool3")}
 VARIANTS = (*SKIPS, "torchvision")
 RESNETS: dict[str, Callable[..., resnet.ResNet]] = {
-    "resnet18": resnet.resnet18,
-    "resnet34": resnet.resnet34,
-    "resnet50": resnet.resnet50,
-    "resnet101": resnet.resnet101,
-    "resnet152": resnet.resnet152,
+    name: resnet.builder(name) for name, *_ in resnet.DEPTHS
 }
 BACKBONES = (*vgg.VARIANTS, *RESNETS)
 FC_DROPOUT = 0.5  # after fc6 and fc7, as in VGG's classifier (Section 4.3)

@@ -57,6 +57,8 @@ convolutions of a block take the block's dilation).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -254,116 +256,50 @@ _SMALL = dict(in_channels=3, num_classes=5, width=8)
 _NO_DILATION = (False, False, False)
 
 
-@register_model(**_CARD, reference_params=11_689_512, small=_SMALL)
-def resnet18(
-    *,
-    in_channels: int,
-    num_classes: int,
-    width: int = 64,
-    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
-    zero_init_residual: bool = False,
-    padding: str = "zeros",
-) -> ResNet:
-    """ResNet-18: residual net of basic blocks, (2, 2, 2, 2) per stage (Table 1)."""
-    return ResNet(
-        block=BasicBlock,
-        layers=(2, 2, 2, 2),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        width=width,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-        zero_init_residual=zero_init_residual,
-        padding=padding,
-    )
+# Table 1: (name, block, blocks per stage, reference parameter count at 3 x 224 x 224, 1000)
+DEPTHS = (
+    ("resnet18", BasicBlock, (2, 2, 2, 2), 11_689_512),
+    ("resnet34", BasicBlock, (3, 4, 6, 3), 21_797_672),
+    ("resnet50", Bottleneck, (3, 4, 6, 3), 25_557_032),
+    ("resnet101", Bottleneck, (3, 4, 23, 3), 44_549_160),
+    ("resnet152", Bottleneck, (3, 8, 36, 3), 60_192_808),
+)
 
 
-@register_model(**_CARD, reference_params=21_797_672, small=_SMALL)
-def resnet34(
-    *,
-    in_channels: int,
-    num_classes: int,
-    width: int = 64,
-    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
-    zero_init_residual: bool = False,
-    padding: str = "zeros",
-) -> ResNet:
-    """ResNet-34: residual net of basic blocks, (3, 4, 6, 3) per stage (Table 1)."""
-    return ResNet(
-        block=BasicBlock,
-        layers=(3, 4, 6, 3),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        width=width,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-        zero_init_residual=zero_init_residual,
-        padding=padding,
-    )
+def builder(name: str) -> Callable[..., ResNet]:
+    """The builder of a ResNet depth, e.g. builder("resnet50"), for use as a backbone."""
+    _, block, layers, _ = next(depth for depth in DEPTHS if depth[0] == name)
+    return _builder(name, block, layers)
 
 
-@register_model(**_CARD, reference_params=25_557_032, small=_SMALL)
-def resnet50(
-    *,
-    in_channels: int,
-    num_classes: int,
-    width: int = 64,
-    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
-    zero_init_residual: bool = False,
-    padding: str = "zeros",
-) -> ResNet:
-    """ResNet-50: residual net of bottlenecks, (3, 4, 6, 3) per stage (Table 1)."""
-    return ResNet(
-        block=Bottleneck,
-        layers=(3, 4, 6, 3),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        width=width,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-        zero_init_residual=zero_init_residual,
-        padding=padding,
-    )
+def _builder(name: str, block: type[nn.Module], layers: tuple[int, ...]) -> Callable[..., ResNet]:
+    def build(
+        *,
+        in_channels: int,
+        num_classes: int,
+        width: int = 64,
+        replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
+        zero_init_residual: bool = False,
+        padding: str = "zeros",
+    ) -> ResNet:
+        return ResNet(
+            block=block,
+            layers=layers,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            width=width,
+            replace_stride_with_dilation=replace_stride_with_dilation,
+            zero_init_residual=zero_init_residual,
+            padding=padding,
+        )
+
+    kind = "basic blocks" if block is BasicBlock else "bottlenecks"
+    build.__name__ = name
+    build.__doc__ = f"ResNet-{name[6:]}: residual net of {kind}, {layers} per stage (Table 1)."
+    return build
 
 
-@register_model(**_CARD, reference_params=44_549_160, small=_SMALL)
-def resnet101(
-    *,
-    in_channels: int,
-    num_classes: int,
-    width: int = 64,
-    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
-    zero_init_residual: bool = False,
-    padding: str = "zeros",
-) -> ResNet:
-    """ResNet-101: residual net of bottlenecks, (3, 4, 23, 3) per stage (Table 1)."""
-    return ResNet(
-        block=Bottleneck,
-        layers=(3, 4, 23, 3),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        width=width,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-        zero_init_residual=zero_init_residual,
-        padding=padding,
-    )
-
-
-@register_model(**_CARD, reference_params=60_192_808, small=_SMALL)
-def resnet152(
-    *,
-    in_channels: int,
-    num_classes: int,
-    width: int = 64,
-    replace_stride_with_dilation: tuple[bool, bool, bool] = _NO_DILATION,
-    zero_init_residual: bool = False,
-    padding: str = "zeros",
-) -> ResNet:
-    """ResNet-152: residual net of bottlenecks, (3, 8, 36, 3) per stage (Table 1)."""
-    return ResNet(
-        block=Bottleneck,
-        layers=(3, 8, 36, 3),
-        in_channels=in_channels,
-        num_classes=num_classes,
-        width=width,
-        replace_stride_with_dilation=replace_stride_with_dilation,
-        zero_init_residual=zero_init_residual,
-        padding=padding,
+for _name, _block, _layers, _params in DEPTHS:
+    register_model(**_CARD, reference_params=_params, small=_SMALL)(
+        _builder(_name, _block, _layers)
     )

@@ -24,8 +24,28 @@ from esszoo.layers import activation_layer
 from esszoo.registry import Paper, register_model
 
 
+@register_model(
+    name="mlp",
+    family="fully_connected",
+    tasks=("regression",),
+    paper=Paper(
+        authors="Rumelhart, Hinton & Williams",
+        year=1986,
+        title="Learning representations by back-propagating errors",
+        venue="Nature 323, 533-536",
+        doi="10.1038/323533a0",
+    ),
+    reference=dict(
+        in_channels=94, out_channels=65, depth=9, width=256, activation="leaky_relu:0.3"
+    ),
+    reference_params=567_361,
+    reference_note="Rasp, Pritchard & Gentine 2018 (PNAS, doi:10.1073/pnas.1810286115); "
+    "count computed here, the paper gives none",
+    small=dict(in_channels=3, out_channels=2, depth=2, width=16),
+    example_input=(4, 3),
+)
 class MLP(nn.Module):
-    """A stack of ``depth`` hidden layers of ``width`` units and a linear output layer."""
+    """Multilayer perceptron: ``depth`` hidden layers of ``width`` units, a linear output."""
 
     def __init__(
         self,
@@ -53,42 +73,3 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (batch, in_channels) -> (batch, width) -> (batch, out_channels)
         return self.head(self.hidden(x))
-
-
-@register_model(
-    family="fully_connected",
-    tasks=("regression",),
-    paper=Paper(
-        authors="Rumelhart, Hinton & Williams",
-        year=1986,
-        title="Learning representations by back-propagating errors",
-        venue="Nature 323, 533-536",
-        doi="10.1038/323533a0",
-    ),
-    reference=dict(
-        in_channels=94, out_channels=65, depth=9, width=256, activation="leaky_relu:0.3"
-    ),
-    reference_params=567_361,
-    reference_note="Rasp, Pritchard & Gentine 2018 (PNAS, doi:10.1073/pnas.1810286115); "
-    "count computed here, the paper gives none",
-    small=dict(in_channels=3, out_channels=2, depth=2, width=16),
-    example_input=(4, 3),
-)
-def mlp(
-    *,
-    in_channels: int,
-    out_channels: int,
-    depth: int = 4,
-    width: int = 128,
-    activation: str = "gelu",
-    dropout: float = 0.0,
-) -> MLP:
-    """Multilayer perceptron: a learned replacement of a column parameterization."""
-    return MLP(
-        in_channels=in_channels,
-        out_channels=out_channels,
-        depth=depth,
-        width=width,
-        activation=activation,
-        dropout=dropout,
-    )
