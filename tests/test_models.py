@@ -14,11 +14,12 @@ import torch
 import esszoo
 from esszoo.errors import ModelError
 from esszoo.export import run_onnx, run_torchscript
-from esszoo.layers.padding import EarthConv2d
+from esszoo.layers.padding import EarthConv2d, EarthConv3d
 from esszoo.predictor import Predictor
 
 MODELS = esszoo.list_models()
 FIELD_MODELS = [name for name in MODELS if len(esszoo.model_card(name).example_input) == 4]
+VOLUME_MODELS = [name for name in MODELS if len(esszoo.model_card(name).example_input) == 5]
 # grids of real data sets: OSTIA (18 x 432), 2.5-degree reanalysis (73 x 144), RADOLAN (190 x 228)
 EARTH_GRIDS = [(18, 432), (73, 144), (190, 228)]
 
@@ -28,11 +29,18 @@ def build(name: str, seed: int = 0) -> torch.nn.Module:
     return esszoo.create_model(name, **esszoo.model_card(name).small)
 
 
-def example(name: str, batch: int | None = None) -> torch.Tensor:
-    shape = list(esszoo.model_card(name).example_input)
+def example(name: str, batch: int | None = None, shape: tuple[int, ...] | None = None) -> tuple:
+    """The model's inputs: x, and for models that take one, a validity mask with holes."""
+    card = esszoo.model_card(name)
+    shape = list(shape or card.example_input)
     if batch is not None:
         shape[0] = batch
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=generator)
+    if "mask" not in card.inputs:
+        return (x,)
+    mask = (torch.rand(*shape, generator=generator) > 0.3).float()  # 30% missing
+    return (x * mask, mask)
 
 
 def output_channels(name: str) -> int:
@@ -40,10 +48,13 @@ def output_channels(name: str) -> int:
     return small.get("out_channels", small.get("num_classes"))
 
 
+DENSE_TASKS = ("segmentation", "translation", "inpainting", "compression")
+
+
 def expected_shape(name: str, x: torch.Tensor) -> tuple[int, ...]:
     """What a model of this card's task returns for input `x`."""
     tasks = esszoo.model_card(name).tasks
-    dense = any(t in tasks for t in ("segmentation", "translation", "inpainting"))
+    dense = any(t in tasks for t in DENSE_TASKS)
     if dense:
         return (x.shape[0], output_channels(name), *x.shape[2:])
     return (x.shape[0], output_channels(name))
@@ -57,8 +68,9 @@ def main_output(output: torch.Tensor | tuple) -> torch.Tensor:
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_reaches_every_parameter(name):
     model = build(name).train()
-    x = example(name)
-    outputs = model(x)
+    inputs = example(name)
+    x = inputs[0]
+    outputs = model(*inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     assert outputs[0].shape == expected_shape(name, x)
     assert all(torch.isfinite(o).all() for o in outputs)
@@ -72,19 +84,19 @@ def test_forward_backward_reaches_every_parameter(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_batch_of_one_in_eval_mode(name):
     model = build(name).eval()
-    x = example(name, batch=1)
+    inputs = example(name, batch=1)
     with torch.no_grad():
-        output = model(x)
+        output = model(*inputs)
     assert isinstance(output, torch.Tensor), "eval mode returns the main output only"
-    assert output.shape == expected_shape(name, x) and torch.isfinite(output).all()
+    assert output.shape == expected_shape(name, inputs[0]) and torch.isfinite(output).all()
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_same_seed_same_model_same_output(name):
     x = example(name)
     with torch.no_grad():
-        first, second = build(name, seed=3).eval()(x), build(name, seed=3).eval()(x)
-        other = build(name, seed=4).eval()(x)
+        first, second = build(name, seed=3).eval()(*x), build(name, seed=3).eval()(*x)
+        other = build(name, seed=4).eval()(*x)
     assert torch.equal(first, second)
     assert not torch.equal(first, other)
 
@@ -96,7 +108,7 @@ def test_checkpoint_round_trip_gives_the_same_output(name, tmp_path):
     loaded = esszoo.load(tmp_path)
     x = example(name)
     with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
+        assert torch.equal(loaded(*x), model(*x))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -109,7 +121,7 @@ def test_exports_reproduce_the_model(name, tmp_path):
     predictor = esszoo.load(tmp_path)
     x = example(name)
     with torch.no_grad():
-        expected = predictor(x)
+        expected = predictor(*x)
     if "torchscript" in card.export:
         _torchscript(predictor, x, tmp_path / "model.pt")
         assert torch.allclose(run_torchscript(tmp_path / "model.pt", x), expected, atol=1e-5)
@@ -134,33 +146,49 @@ def test_runs_on_earth_grids_or_names_its_minimum(name):
     model = build(name).eval()
     channels = card.example_input[1]
     for grid in EARTH_GRIDS:
-        x = torch.randn(1, channels, *grid)
+        inputs = example(name, shape=(1, channels, *grid))
         if grid[0] >= card.min_size[0] and grid[1] >= card.min_size[1]:
             with torch.no_grad():
-                assert model(x).shape == expected_shape(name, x)
+                assert model(*inputs).shape == expected_shape(name, inputs[0])
         else:
             with pytest.raises(ModelError, match="at least"):
-                model(x)
-    too_small = torch.randn(1, channels, card.min_size[0] - 1, card.min_size[1])
+                model(*inputs)
+    too_small = example(name, shape=(1, channels, card.min_size[0] - 1, card.min_size[1]))
     with pytest.raises(ModelError, match=f"at least {card.min_size[0]}x{card.min_size[1]}"):
-        model(too_small)
+        model(*too_small)
     with torch.no_grad():
-        smallest = torch.randn(1, channels, *card.min_size)
-        assert model(smallest).shape == expected_shape(name, smallest)
+        smallest = example(name, shape=(1, channels, *card.min_size))
+        assert model(*smallest).shape == expected_shape(name, smallest[0])
 
 
-@pytest.mark.parametrize("name", FIELD_MODELS)
+@pytest.mark.parametrize("name", VOLUME_MODELS)
+def test_volume_models_take_odd_grids_or_name_their_minimum(name):
+    card = esszoo.model_card(name)
+    assert len(card.min_size) == 3, f"{name}: a volume model's card gives its min_size"
+    model = build(name).eval()
+    channels = card.example_input[1]
+    for grid in [card.min_size, (card.min_size[0] + 3, 19, 37)]:
+        inputs = example(name, shape=(1, channels, *grid))
+        with torch.no_grad():
+            assert model(*inputs).shape == expected_shape(name, inputs[0])
+    too_small = example(name, shape=(1, channels, card.min_size[0] - 1, *card.min_size[1:]))
+    with pytest.raises(ModelError, match="at least"):
+        model(*too_small)
+
+
+@pytest.mark.parametrize("name", FIELD_MODELS + VOLUME_MODELS)
 def test_earth_padding_keeps_the_weights_and_wraps_longitude(name):
     zeros = build(name)
     earth = esszoo.create_model(name, **esszoo.model_card(name).small, padding="earth")
     assert list(earth.state_dict()) == list(zeros.state_dict())
-    padded = [m for m in zeros.modules() if isinstance(m, torch.nn.Conv2d) and any(m.padding)]
-    wrapped = [m for m in earth.modules() if isinstance(m, EarthConv2d)]
+    convolutions = (torch.nn.Conv2d, torch.nn.Conv3d)
+    padded = [m for m in zeros.modules() if isinstance(m, convolutions) and any(m.padding)]
+    wrapped = [m for m in earth.modules() if isinstance(m, EarthConv2d | EarthConv3d)]
     assert len(wrapped) == len(padded)
     earth.load_state_dict(zeros.state_dict())
     x = example(name, batch=1)
     with torch.no_grad():
-        same = torch.allclose(earth.eval()(x), zeros.eval()(x))
+        same = torch.allclose(earth.eval()(*x), zeros.eval()(*x))
     # a network without padded convolutions (LeNet-5 as published) sees no edge to wrap
     assert same == (not padded)
 

@@ -22,6 +22,7 @@ from esszoo.fileio import atomic_path
 from esszoo.predictor import Predictor
 
 FORMATS = ("torchscript", "onnx")
+INPUT_NAMES = ("x", "mask")  # the forward's arguments, in order (see ModelCard.inputs)
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 # |exported - esszoo| <= atol + rtol * |esszoo|, elementwise, in output units
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
@@ -87,9 +88,16 @@ def _check(reproduced: torch.Tensor, expected: torch.Tensor, format: str) -> flo
     return float(difference.max())
 
 
-def _torchscript(predictor: Predictor, x: torch.Tensor, path: Path) -> None:
+def _batch(inputs: torch.Tensor | tuple[torch.Tensor, ...], size: int) -> tuple:
+    inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+    return tuple(tensor[:size] for tensor in inputs)
+
+
+def _torchscript(
+    predictor: Predictor, x: torch.Tensor | tuple[torch.Tensor, ...], path: Path
+) -> None:
     with torch.no_grad():
-        traced = torch.jit.trace(predictor, x[:2], check_trace=False)
+        traced = torch.jit.trace(predictor, _batch(x, 2), check_trace=False)
     traced = torch.jit.freeze(traced.eval())
     variables = {
         "inputs": predictor.description.get("inputs"),
@@ -98,10 +106,12 @@ def _torchscript(predictor: Predictor, x: torch.Tensor, path: Path) -> None:
     traced.save(str(path), _extra_files={"esszoo.json": json.dumps(variables)})
 
 
-def _onnx(predictor: Predictor, x: torch.Tensor, path: Path) -> None:
-    batch = torch.export.Dim.DYNAMIC
-    program = torch.export.export(predictor, (x[:2],), dynamic_shapes=({0: batch},))
-    onnx_program = torch.onnx.export(program, input_names=["x"], output_names=["y"], verbose=False)
+def _onnx(predictor: Predictor, x: torch.Tensor | tuple[torch.Tensor, ...], path: Path) -> None:
+    inputs = _batch(x, 2)
+    names = list(INPUT_NAMES[: len(inputs)])
+    shapes = {name: {0: torch.export.Dim.DYNAMIC} for name in names}
+    program = torch.export.export(predictor, inputs, dynamic_shapes=shapes)
+    onnx_program = torch.onnx.export(program, input_names=names, output_names=["y"], verbose=False)
     onnx_program.save(str(path), external_data=False)
     import onnx
 
@@ -115,15 +125,18 @@ def _onnx(predictor: Predictor, x: torch.Tensor, path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def run_torchscript(path: Path, x: torch.Tensor) -> torch.Tensor:
+def run_torchscript(path: Path, x: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
     module = torch.jit.load(str(path))
     with torch.no_grad():
-        return module(x)
+        return module(*(x if isinstance(x, tuple) else (x,)))
 
 
-def run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
+def run_onnx(path: Path, x: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
     import onnxruntime
 
+    inputs = x if isinstance(x, tuple) else (x,)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (output,) = session.run(None, {"x": x.numpy().astype(np.float32)})
+    names = INPUT_NAMES[: len(inputs)]
+    feed = {n: t.numpy().astype(np.float32) for n, t in zip(names, inputs, strict=True)}
+    (output,) = session.run(None, feed)
     return torch.from_numpy(output)

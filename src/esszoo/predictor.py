@@ -82,8 +82,10 @@ class Predictor(nn.Module):
         """The physics base of a hybrid model, (batch, 1), from physical inputs."""
         return physics_base(self._base_function, self.base_columns, x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.denormalize(self.net(self.normalize(x)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Outputs for inputs `x` (and, for models that take one, the validity `mask`)."""
+        z = self.normalize(x)
+        out = self.denormalize(self.net(z) if mask is None else self.net(z, mask))
         if self._base_function is not None:
             out = out + self.base_prediction(x)
         return out

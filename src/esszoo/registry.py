@@ -47,8 +47,10 @@ class ModelCard:
     canonical implementation) reports, and ``reference_params`` its trainable parameter
     count. ``small`` and ``example_input`` give a cheap configuration and an input shape
     for the contract tests; ``min_size`` is the smallest grid (H, W) a field model takes
-    (it raises a clear error below). ``export`` names the formats the model exports to; where one
-    cannot work, ``export_note`` says why.
+    (it raises a clear error below); ``inputs`` names the forward's arguments: ("x",), or
+    ("x", "mask") for models that take a validity mask (1 valid, 0 missing) of the shape of
+    x, such as partial-convolution networks. ``export`` names the formats the model exports
+    to; where one cannot work, ``export_note`` says why.
     """
 
     name: str
@@ -62,6 +64,7 @@ class ModelCard:
     small: dict[str, Any] = field(default_factory=dict)
     example_input: tuple[int, ...] = ()
     min_size: tuple[int, ...] = ()
+    inputs: tuple[str, ...] = ("x",)
     export: tuple[str, ...] = ("torchscript", "onnx")
     export_note: str = ""
 
@@ -73,7 +76,7 @@ class ModelCard:
         data = dict(data)
         if data.get("paper"):
             data["paper"] = Paper(**data["paper"])
-        for key in ("tasks", "example_input", "min_size", "export"):
+        for key in ("tasks", "example_input", "min_size", "inputs", "export"):
             if key in data:
                 data[key] = tuple(data[key])
         known = {f.name for f in dataclasses.fields(cls)}
@@ -99,6 +102,7 @@ def register_model(
     small: dict[str, Any] | None = None,
     example_input: tuple[int, ...] = (),
     min_size: tuple[int, ...] = (),
+    inputs: tuple[str, ...] = ("x",),
     export: tuple[str, ...] = ("torchscript", "onnx"),
     export_note: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -123,6 +127,7 @@ def register_model(
             small=dict(small or {}),
             example_input=tuple(example_input),
             min_size=tuple(min_size),
+            inputs=tuple(inputs),
             export=tuple(export),
             export_note=export_note,
         )

@@ -7,7 +7,8 @@ padding. Any zoo conv net takes ``padding="earth"``: its constructor builds ordi
 every padded convolution and pooling layer into its earth-padded twin. The twins keep
 their parameters and names, so a checkpoint trained with one padding loads into the other.
 
-Grids are ``(..., lat, lon)``: longitude is the last dimension.
+Grids are ``(..., lat, lon)`` or, for volumes, ``(..., level, lat, lon)``: longitude is
+the last dimension; every other spatial dimension is zero-padded.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from esszoo.errors import ModelError
 PADDINGS = ("zeros", "earth")
 
 
-def earth_pad(x: torch.Tensor, lat: int, lon: int, lat_value: float = 0.0) -> torch.Tensor:
-    """Pad `lon` columns circularly on each side and `lat` rows of `lat_value` top and bottom.
+def earth_pad(
+    x: torch.Tensor, lat: int, lon: int, lat_value: float = 0.0, level: int = 0
+) -> torch.Tensor:
+    """Pad `lon` columns circularly on each side and `lat` rows of `lat_value` top and bottom
+    (and, for volumes, `level` planes of `lat_value` before and after).
 
     On a grid narrower than the padding (deep in a network) the columns wrap more than once,
     as they do on the sphere.
@@ -33,8 +37,8 @@ def earth_pad(x: torch.Tensor, lat: int, lon: int, lat_value: float = 0.0) -> to
     elif lon:
         columns = torch.arange(-lon, width + lon, device=x.device) % width
         x = x.index_select(-1, columns)
-    if lat:
-        x = F.pad(x, (0, 0, lat, lat), value=lat_value)
+    if lat or level:
+        x = F.pad(x, (0, 0, lat, lat, level, level)[: 4 if x.dim() == 4 else 6], value=lat_value)
     return x
 
 
@@ -47,6 +51,19 @@ class EarthConv2d(nn.Conv2d):
         lat, lon = self.padding
         return F.conv2d(
             earth_pad(input, lat, lon), weight, bias, self.stride, 0, self.dilation, self.groups
+        )
+
+
+class EarthConv3d(nn.Conv3d):
+    """``nn.Conv3d`` on (level, lat, lon) whose padding wraps around in longitude."""
+
+    def _conv_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        level, lat, lon = self.padding
+        return F.conv3d(
+            earth_pad(input, lat, lon, level=level), weight, bias, self.stride, 0,
+            self.dilation, self.groups,
         )
 
 
@@ -82,15 +99,21 @@ class EarthAvgPool2d(nn.AvgPool2d):
         )
 
 
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+def _pair(value: int | tuple[int, ...], count: int = 2) -> tuple[int, ...]:
+    return (value,) * count if isinstance(value, int) else tuple(value)
 
 
-_TWINS = {nn.Conv2d: EarthConv2d, nn.MaxPool2d: EarthMaxPool2d, nn.AvgPool2d: EarthAvgPool2d}
+_TWINS = {
+    nn.Conv2d: EarthConv2d,
+    nn.Conv3d: EarthConv3d,
+    nn.MaxPool2d: EarthMaxPool2d,
+    nn.AvgPool2d: EarthAvgPool2d,
+}
 
 
 def set_padding(model: nn.Module, padding: str) -> nn.Module:
-    """Give every padded 2-D convolution and pooling layer of `model` the `padding` kind."""
+    """Give every padded convolution (2-D, 3-D) and 2-D pooling layer of `model` the `padding`
+    kind. 3-D pooling keeps zero padding (pool volumes without padding)."""
     if padding not in PADDINGS:
         raise ModelError(f"unknown padding '{padding}'", f"choose one of {PADDINGS}")
     if padding == "zeros":
@@ -99,7 +122,7 @@ def set_padding(model: nn.Module, padding: str) -> nn.Module:
         twin = _TWINS.get(type(module))
         if twin is None:
             continue
-        if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
+        if isinstance(module, nn.Conv2d | nn.Conv3d) and module.padding_mode != "zeros":
             continue
         if isinstance(module.padding, str):  # "same"/"valid": resolved to numbers below
             if module.padding == "valid":
