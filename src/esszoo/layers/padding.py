@@ -62,8 +62,13 @@ class EarthConv3d(nn.Conv3d):
     ) -> torch.Tensor:
         level, lat, lon = self.padding
         return F.conv3d(
-            earth_pad(input, lat, lon, level=level), weight, bias, self.stride, 0,
-            self.dilation, self.groups,
+            earth_pad(input, lat, lon, level=level),
+            weight,
+            bias,
+            self.stride,
+            0,
+            self.dilation,
+            self.groups,
         )
 
 
@@ -119,6 +124,9 @@ def set_padding(model: nn.Module, padding: str) -> nn.Module:
     if padding == "zeros":
         return model
     for module in model.modules():
+        if hasattr(module, "earth"):  # partial convolutions pad their values and masks
+            module.earth = any(_pair(module.padding, 3))
+            continue
         twin = _TWINS.get(type(module))
         if twin is None:
             continue

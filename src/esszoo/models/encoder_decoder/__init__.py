@@ -1,0 +1,2 @@
+"""Encoder-decoders: image-to-image networks for fields (autoencoders, UNets, DeepLab,
+partial-convolution networks for missing data)."""
