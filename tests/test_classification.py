@@ -116,7 +116,7 @@ def test_balanced_class_weights_and_majority_baseline():
     assert task.class_weights.tolist() == pytest.approx([12 / 24, 12 / 6, 12 / 6])
     ((name, baseline),) = task.baselines(data).items()
     assert name == "majority class (a)"
-    scores = task.score(baseline(data.test.x), data.test.y, data)
+    scores = task.score(baseline(data.test), data.test.y, data)
     assert scores["accuracy"] == pytest.approx(8 / 12)
     assert scores["balanced_acc"] == pytest.approx(1 / 3)
     assert scores["recall_a"] == 1.0 and scores["recall_b"] == 0.0

@@ -183,7 +183,12 @@ def test_earth_padding_keeps_the_weights_and_wraps_longitude(name):
     assert list(earth.state_dict()) == list(zeros.state_dict())
     convolutions = (torch.nn.Conv2d, torch.nn.Conv3d)
     padded = [m for m in zeros.modules() if isinstance(m, convolutions) and any(m.padding)]
-    wrapped = [m for m in earth.modules() if isinstance(m, EarthConv2d | EarthConv3d)]
+    # convolutions turn into earth twins; partial convolutions switch their own padding
+    wrapped = [
+        m
+        for m in earth.modules()
+        if isinstance(m, EarthConv2d | EarthConv3d) or getattr(m, "earth", False)
+    ]
     assert len(wrapped) == len(padded)
     earth.load_state_dict(zeros.state_dict())
     x = example(name, batch=1)

@@ -90,6 +90,7 @@ def save(
             "output_mean": _floats(predictor.output_mean),
             "output_std": _floats(predictor.output_std),
             "fill_missing": predictor.fill_missing,
+            "mask_channels": predictor.mask_channels,
         },
         "base": {"physics": predictor.base, "columns": predictor.base_columns},
         **description,
@@ -183,6 +184,7 @@ def load(path: str | Path) -> Predictor:
         base=base.get("physics"),
         base_columns=base.get("columns") or (),
         fill_missing=bool(normalization.get("fill_missing", False)),
+        mask_channels=bool(normalization.get("mask_channels", False)),
     )
     predictor.description = record
     return predictor.eval()

@@ -9,6 +9,7 @@ every predictor, measured in this process on the same inputs.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +85,18 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> l
         prediction = predict_in_batches(predictor, test.x)
         rows.append(
             {"predictor": label, "run": recipe.name}
-            | task.score(prediction, test.y, data)
+            | task.score(prediction, test.y, data, test)
             | {"us_per_sample": 1e6 * seconds_per_sample(predictor, test.x)}
         )
     for name, baseline in task.baselines(data).items():
+
+        def on_inputs(x: torch.Tensor, baseline=baseline) -> torch.Tensor:
+            return baseline(replace(test, x=x, y=test.y[: len(x)]))
+
         rows.append(
             {"predictor": f"baseline: {name}", "run": ""}
-            | task.score(baseline(test.x), test.y, data)
-            | {"us_per_sample": 1e6 * seconds_per_sample(baseline, test.x)}
+            | task.score(baseline(test), test.y, data, test)
+            | {"us_per_sample": 1e6 * seconds_per_sample(on_inputs, test.x)}
         )
     if data.physics:
         rows += _physics_rows(data, task)
@@ -120,7 +125,7 @@ def _physics_rows(data: SplitData, task: Any) -> list[dict[str, Any]]:
         label = "physics: reference" if function is reference else f"physics: {function.short}"
         rows.append(
             {"predictor": label, "run": function.name}
-            | task.score(prediction, data.test.y, data)
+            | task.score(prediction, data.test.y, data, data.test)
             | {"us_per_sample": 1e6 * seconds_per_sample(run, data.test.x)}
         )
     return rows

@@ -96,3 +96,60 @@ def confusion_panels(
         axis.set_ylabel("true")
     _save(figure, path)
     plt.close(figure)
+
+
+def reconstruction_panels(
+    predictions: dict[str, torch.Tensor],
+    truth: torch.Tensor,
+    table,
+    data,
+    path: Path,
+    cases: int = 2,
+) -> None:
+    """For a few test cases: the observed field with its gaps, the truth, each predictor's
+    completed field (observed values kept, gaps filled) and its error, one row each."""
+    import numpy as np
+
+    plt = _pyplot()
+    lat, lon = data.grid["lat"], data.grid["lon"]
+    picks = np.linspace(0, len(truth) - 1, cases).astype(int)
+    names = list(predictions)
+    rows_per_case = 2 + 2 * len(names)
+    aspect = len(lon) / max(len(lat), 1)
+    width = 12.0
+    height = max(width / aspect, 0.9) * rows_per_case * cases + 0.6 * cases
+    figure, axes = plt.subplots(
+        rows_per_case * cases, 1, figsize=(width, height), squeeze=False, constrained_layout=True
+    )
+    variable = data.targets[0]
+    extent = (float(lon[0]), float(lon[-1]), float(lat[0]), float(lat[-1]))
+    for case, k in enumerate(picks):
+        observed = table.mask[k, 0].numpy() > 0
+        true_field = truth[k, 0].double().numpy()
+        low, high = np.nanpercentile(true_field, [1, 99])
+        panels = [
+            ("observed, with gaps", np.where(observed, true_field, np.nan), "field"),
+            ("truth", true_field, "field"),
+        ]
+        for name in names:
+            filled = np.where(observed, true_field, predictions[name][k, 0].double().numpy())
+            filled = np.where(np.isfinite(true_field), filled, np.nan)
+            panels.append((f"{name}: reconstruction", filled, "field"))
+            panels.append((f"{name}: error", filled - true_field, "error"))
+        spread = max(np.nanmax(np.abs(p[1])) for p in panels if p[2] == "error")
+        for row, (title, values, kind) in enumerate(panels):
+            axis = axes[case * rows_per_case + row, 0]
+            style = (
+                dict(cmap="RdBu_r", vmin=-spread, vmax=spread)
+                if kind == "error"
+                else dict(cmap="viridis", vmin=low, vmax=high)
+            )
+            image = axis.imshow(values, origin="lower", extent=extent, aspect="auto", **style)
+            when = table.coords.get(data.split.dim)
+            label = f" ({str(when[k])[:10]})" if when is not None else ""
+            axis.set_title(f"{title}{label}", fontsize=8, loc="left")
+            axis.tick_params(labelsize=6)
+            figure.colorbar(image, ax=axis, fraction=0.02, pad=0.01).ax.tick_params(labelsize=6)
+    figure.suptitle(f"{variable.name} ({variable.units}): test cases", fontsize=10)
+    _save(figure, path)
+    plt.close(figure)

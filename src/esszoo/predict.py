@@ -56,7 +56,9 @@ def predict_file(run: str | Path, data: str | Path, out: str | Path) -> Path:
     dataset = open_source(data)
     arrays = _inputs(dataset, trained)
     model_name = description["model"]["name"]
-    if description.get("classes"):
+    if description.get("task", {}).get("name") == "inpainting":
+        predicted = _filled(predictor, arrays[0], description)
+    elif description.get("classes"):
         predicted = _classes(predictor, arrays, description, dims=description["data"]["dims"])
     else:
         predicted = _points(predictor, arrays, outputs, model_name, trained)
@@ -141,4 +143,50 @@ def _classes(
             ),
         },
         coords=coords,
+    )
+
+
+def _filled(predictor: torch.nn.Module, array: xr.DataArray, description: dict) -> xr.Dataset:
+    """Inpainting: fill the gaps of every field; keep observed values and the domain.
+
+    A point missing in every field of the file lies outside the domain (land, for SST) and
+    stays missing; a point missing in some fields is a gap and is filled. A flag variable
+    says which values were filled.
+    """
+    sample_dim = description["data"]["dims"][0]
+    if sample_dim not in array.dims or array.ndim != 3:
+        raise DataError(
+            f"the model fills 2-D fields along '{sample_dim}', but '{array.name}' has "
+            f"dimensions {array.dims}",
+            f"give fields with dimensions ({sample_dim}, lat, lon)",
+        )
+    grid = [d for d in array.dims if d != sample_dim]
+    array = array.transpose(sample_dim, *grid)
+    values = load_values(array).astype(np.float32)[:, None]  # (N, 1, H, W)
+    observed = np.isfinite(values)
+    domain = observed.any(axis=0, keepdims=True)
+    prediction = predict_in_batches(
+        predictor, torch.from_numpy(values), torch.from_numpy(observed.astype(np.float32))
+    ).numpy()
+    filled = np.where(observed, values, np.where(domain, prediction, np.nan))[:, 0]
+    flag = (~observed & domain)[:, 0].astype(np.int8)
+    name = str(array.name)
+    attrs = dict(array.attrs) | {
+        "comment": f"gaps filled by esszoo model '{description['model']['name']}'; "
+        f"see {name}_filled",
+    }
+    return xr.Dataset(
+        {
+            name: (array.dims, filled, attrs),
+            f"{name}_filled": (
+                array.dims,
+                flag,
+                {
+                    "long_name": f"whether {name} was filled by the model",
+                    "flag_values": np.array([0, 1], dtype=np.int8),
+                    "flag_meanings": "observed filled",
+                },
+            ),
+        },
+        coords=dict(array.coords.items()),
     )

@@ -43,6 +43,7 @@ class Predictor(nn.Module):
         base: str | None = None,
         base_columns: Sequence[int] = (),
         fill_missing: bool = False,
+        mask_channels: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -54,6 +55,7 @@ class Predictor(nn.Module):
         self.base_columns = list(base_columns)
         self._base_function = physics_function(base).function if base else None
         self.fill_missing = fill_missing
+        self.mask_channels = mask_channels
 
     @staticmethod
     def _channels(stat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -85,7 +87,13 @@ class Predictor(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Outputs for inputs `x` (and, for models that take one, the validity `mask`)."""
         z = self.normalize(x)
-        out = self.denormalize(self.net(z) if mask is None else self.net(z, mask))
+        if mask is None:
+            out = self.net(z)
+        elif self.mask_channels:  # a model without a mask argument sees it as channels
+            out = self.net(torch.cat([z, mask.expand_as(z)], dim=1))
+        else:
+            out = self.net(z, mask)
+        out = self.denormalize(out)
         if self._base_function is not None:
             out = out + self.base_prediction(x)
         return out

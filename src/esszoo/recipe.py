@@ -45,6 +45,21 @@ class SplitSpec(Strict):
     shuffle: bool = False
 
 
+class GapSpec(Strict):
+    """Gap patterns laid over complete fields (inpainting): real shapes from `sources`."""
+
+    sources: list[Literal["coast", "cloud"]] = ["coast", "cloud"]
+    train: int = Field(default=16, ge=1, description="patterns per training field")
+    eval: int = Field(default=4, ge=1, description="patterns per validation or test field")
+
+
+class TrainOnSpec(Strict):
+    """Train on another source (e.g. model output), regridded to the data's grid."""
+
+    source: str
+    variable: str
+
+
 class DataSpec(Strict):
     source: str = Field(description="a built-in data set (esszoo data list) or a file path")
     inputs: list[str]
@@ -58,12 +73,14 @@ class DataSpec(Strict):
     coarsen: dict[str, int] = Field(
         default_factory=dict, description="block means of the input grids, e.g. {y: 2, x: 2}"
     )
+    gaps: GapSpec = GapSpec()
+    train_on: TrainOnSpec | None = None
     split: SplitSpec = SplitSpec()
 
 
 class TaskSpec(Strict):
     name: str = "regression"
-    loss: Literal["mse", "mae", "huber", "cross_entropy"] | None = Field(
+    loss: Literal["mse", "mae", "huber", "cross_entropy", "l1"] | None = Field(
         default=None, description="the task's own default when not given"
     )
     residual_of: str | None = Field(
@@ -74,6 +91,12 @@ class TaskSpec(Strict):
     )
     aux_weight: float = Field(
         default=0.3, ge=0, description="weight of auxiliary heads' losses (GoogLeNet: 0.3)"
+    )
+    loss_weights: dict[str, float] | None = Field(
+        default=None, description="inpainting: weights of valid, hole, tv, perceptual, style"
+    )
+    vgg_weights: str | None = Field(
+        default=None, description="inpainting: an esszoo vgg16 checkpoint for perceptual/style"
     )
 
 

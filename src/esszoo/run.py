@@ -17,6 +17,7 @@ import torch
 
 from esszoo.data.dataset import SplitData
 from esszoo.data.fields import field_data
+from esszoo.data.inpainting import inpainting_data
 from esszoo.data.source import open_source
 from esszoo.data.tabular import tabular_data
 from esszoo.errors import RecipeError, RunError
@@ -39,7 +40,26 @@ def build_data(recipe: Recipe) -> SplitData:
         shuffle=spec.split.shuffle,
         seed=recipe.trainer.seed,
     )
-    if task_class(recipe.task.name).data_kind == "fields":
+    kind = task_class(recipe.task.name).data_kind
+    if kind == "inpainting":
+        if len(spec.inputs) != 1:
+            raise RecipeError("inpainting reconstructs one variable: give one name in data.inputs")
+        train_on = spec.train_on
+        return inpainting_data(
+            dataset,
+            variable=spec.inputs[0],
+            split_dim=spec.split.dim,
+            train=spec.split.train,
+            val=spec.split.val,
+            test=spec.split.test,
+            gap_sources=tuple(spec.gaps.sources),
+            train_gaps=spec.gaps.train,
+            eval_gaps=spec.gaps.eval,
+            seed=recipe.trainer.seed,
+            train_on=open_source(train_on.source) if train_on else None,
+            train_variable=train_on.variable if train_on else None,
+        )
+    if kind == "fields":
         if spec.physics:
             raise RecipeError("data.physics makes regression targets, not class labels")
         return field_data(
@@ -129,11 +149,12 @@ def _alive(pid: int) -> bool:
 
 @torch.inference_mode()
 def predict_in_batches(
-    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int | None = None
+    predict: Callable[..., torch.Tensor], *inputs: torch.Tensor, batch_size: int | None = None
 ) -> torch.Tensor:
-    """Predictions for all of `x`, a batch at a time (8192 vectors or 32 fields)."""
-    size = batch_size or (8192 if x.dim() <= 2 else 32)
-    return torch.cat([predict(x[i : i + size]) for i in range(0, len(x), size)])
+    """Predictions for all samples of `inputs`, a batch at a time (8192 vectors or 32 fields)."""
+    size = batch_size or (8192 if inputs[0].dim() <= 2 else 32)
+    count = len(inputs[0])
+    return torch.cat([predict(*(t[i : i + size] for t in inputs)) for i in range(0, count, size)])
 
 
 def seconds_per_sample(
@@ -158,16 +179,23 @@ def score_rows(
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     """Scores of the model and of the task's baselines on one split, with predictions."""
     table = data.tables[split]
+    inputs = task_inputs(table)
     predictor.eval()
-    predictions = {model_label: predict_in_batches(predictor, table.x)}
-    for name, baseline in task.baselines(data).items():
-        predictions[f"baseline: {name}"] = predict_in_batches(baseline, table.x)
+    predictions = {model_label: predict_in_batches(predictor, *inputs)}
+    with torch.inference_mode():
+        for name, baseline in task.baselines(data).items():
+            predictions[f"baseline: {name}"] = baseline(table)
     rows = [
         {"predictor": name, "split": split, "samples": len(table)}
-        | task.score(prediction, table.y, data)
+        | task.score(prediction, table.y, data, table)
         for name, prediction in predictions.items()
     ]
     return rows, predictions
+
+
+def task_inputs(table: Any) -> tuple[torch.Tensor, ...]:
+    """What a predictor of this table is called with: x, and the mask where there is one."""
+    return (table.x,) if table.mask is None else (table.x, table.mask)
 
 
 def print_table(rows: list[dict[str, Any]], title: str) -> None:

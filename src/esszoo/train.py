@@ -22,7 +22,7 @@ from esszoo.data.batches import TensorBatches
 from esszoo.errors import RunError
 from esszoo.fileio import write_text
 from esszoo.recipe import Recipe, load_recipe
-from esszoo.registry import create_model
+from esszoo.registry import create_model, model_card
 from esszoo.run import (
     RECIPE_FILE,
     RunLock,
@@ -232,8 +232,12 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
     L.seed_everything(spec.seed, workers=True, verbose=False)
     data = build_data(recipe)
-    shape = task_class(recipe.task.name).model_shape(data)
-    net = create_model(recipe.model.name, **shape, **recipe.model.arguments())
+    arguments = recipe.model.arguments()
+    takes_mask = "mask" in model_card(recipe.model.name).inputs or bool(
+        arguments.get("partial_conv")
+    )
+    shape = task_class(recipe.task.name).model_shape(data, takes_mask)
+    net = create_model(recipe.model.name, **shape, **arguments)
     if recipe.init_from and not resume:
         report = init_from_checkpoint(net, recipe.init_from, data.inputs)
         print(

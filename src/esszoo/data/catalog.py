@@ -116,6 +116,70 @@ CATALOG: dict[str, CatalogEntry] = {
             description="3168 frames (every 5 minutes for 11 days) x 190 x 228 km of rainfall "
             "sums in mm per 5 minutes; 2.5% of the grid outside radar coverage (NaN)",
         ),
+        CatalogEntry(
+            name="ostia",
+            title="OSTIA sea surface temperature, monthly 2006-2010, equatorial band",
+            package="iris-sample-data",
+            version="2.5.2",
+            files={
+                "iris_sample_data/sample_data/ostia_monthly.nc": (
+                    "e40d33fef22eabae985dae0fcee7643e127394195cef55a2e40e1f5416d57f98"
+                ),
+            },
+            reader="esszoo.data.readers:read_ostia",
+            source="Met Office OSTIA (Operational Sea Surface Temperature and Sea Ice "
+            "Analysis) monthly means, 5S-5N, 0.56 x 0.83 degrees; iris-sample-data 2.5.2",
+            licence="Open Government Licence v3 (Crown copyright, Met Office)",
+            citation="Donlon, C. J. et al. (2012). The Operational Sea Surface Temperature and "
+            "Sea Ice Analysis (OSTIA) system. Remote Sens. Environ. 116, 140-158.",
+            description="54 months x 18 lat x 432 lon of surface temperature (K); land is "
+            "missing (NaN, 26% of the grid)",
+        ),
+        CatalogEntry(
+            name="nemo",
+            title="NEMO ocean model sea surface temperature, monthly Jan-Mar 2015, global",
+            package="iris-sample-data",
+            version="2.5.2",
+            files={
+                "iris_sample_data/sample_data/NEMO/nemo_1m_20150101-20150201_grid-T.nc": (
+                    "2b324ae1c0725d265a8daeb9c7b55216a235a872c7e6b2438981d70da6ba5554"
+                ),
+                "iris_sample_data/sample_data/NEMO/nemo_1m_20150201-20150301_grid-T.nc": (
+                    "216ea8bb2678fe18efecee51d76115ba650a8f076aaac6219f0b274127fcf46b"
+                ),
+                "iris_sample_data/sample_data/NEMO/nemo_1m_20150301-20150401_grid-T.nc": (
+                    "dced0e0ffb141a9dbd6a6ad3bc73c0144e760f424f8b5700101070fa0052036b"
+                ),
+            },
+            reader="esszoo.data.readers:read_nemo",
+            source="NEMO ocean model (IPSL configuration) monthly output on its 1-degree "
+            "tripolar ORCA grid; iris-sample-data 2.5.2",
+            licence="Open Government Licence v3, as distributed with iris-sample-data",
+            citation="Madec, G. and the NEMO team (2016). NEMO ocean engine. Note du Pole de "
+            "modelisation de l'IPSL 27, ISSN 1288-1619.",
+            description="3 months x 330 x 360 curvilinear grid (nav_lat, nav_lon) of sea "
+            "surface temperature, converted to K; land is missing (NaN)",
+        ),
+        CatalogEntry(
+            name="seviri",
+            title="MSG SEVIRI 10.8 micron brightness temperature image over Europe",
+            package="iris-sample-data",
+            version="2.5.2",
+            files={
+                "iris_sample_data/sample_data/toa_brightness_stereographic.nc": (
+                    "67222b19c3fb0e2401bf44b009eb81e0db54c0ff95a18fb08d182ffa38f85a1c"
+                ),
+            },
+            reader="esszoo.data.readers:read_netcdf",
+            source="EUMETSAT Meteosat Second Generation SEVIRI, infrared 10.8 micron top of "
+            "atmosphere brightness temperature, one image on a stereographic grid (17-81N); "
+            "iris-sample-data 2.5.2",
+            licence="Open Government Licence v3 (Met Office), data EUMETSAT",
+            citation="Schmetz, J. et al. (2002). An introduction to Meteosat Second Generation "
+            "(MSG). Bull. Amer. Meteor. Soc. 83, 977-992.",
+            description="160 x 256 brightness temperatures (K) with lat/lon per point; cold "
+            "cloud tops are real gap shapes for infrared SST retrievals",
+        ),
     )
 }
 

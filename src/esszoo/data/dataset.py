@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from esszoo.data.splits import Split
@@ -15,11 +16,15 @@ class Table:
     """One split's samples: inputs ``x`` and targets ``y`` (tensors with samples first).
 
     Vectors: x (N, C_in), y (N, C_out). Fields: x (N, C, H, W) with NaN where missing;
-    class labels y (N,) as int64.
+    class labels y (N,) as int64. ``mask`` (inpainting): (N, 1 or C, H, W), 1 where a value
+    is observed, 0 where it is hidden or missing. ``coords``: coordinates of each sample
+    along the sample dimension (e.g. its time), for baselines that need them.
     """
 
     x: torch.Tensor
     y: torch.Tensor
+    mask: torch.Tensor | None = None
+    coords: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -37,6 +42,7 @@ class SplitData:
     dropped: dict[str, int]  # samples dropped for missing values, per split
     physics: str | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
+    grid: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. lat, lon of fields
 
     @property
     def train(self) -> Table:

@@ -55,3 +55,30 @@ def read_mnist_csv(paths: list[Path]) -> xr.Dataset:
         },
         coords={"sample": np.arange(len(labels))},
     )
+
+
+def read_ostia(paths: list[Path]) -> xr.Dataset:
+    """OSTIA monthly SST with `lat`/`lon` dimension names and only the SST variable."""
+    dataset = read_netcdf(paths)
+    dataset = dataset.rename({"latitude": "lat", "longitude": "lon"})
+    return dataset[["surface_temperature"]].drop_vars(
+        ["forecast_reference_time", "forecast_period"], errors="ignore"
+    )
+
+
+def read_nemo(paths: list[Path]) -> xr.Dataset:
+    """NEMO monthly files as one (time, y, x) SST in K on the curvilinear grid."""
+    months = []
+    for path in paths:
+        dataset = read_netcdf([path])
+        tos = dataset["tos"].isel(time_counter=0, drop=True)
+        months.append(tos)
+    sst = xr.concat(months, dim="time") + np.float32(273.15)
+    sst.attrs = {
+        "standard_name": "sea_surface_temperature",
+        "units": "K",
+        "long_name": "sea surface temperature (NEMO tos, converted from degree_C)",
+    }
+    times = pd.to_datetime(["2015-01-16", "2015-02-15", "2015-03-16"][: len(paths)])
+    coords = {"time": times, "nav_lat": months[0]["nav_lat"], "nav_lon": months[0]["nav_lon"]}
+    return xr.Dataset({"tos": sst.drop_vars(["nav_lat", "nav_lon"])}, coords=coords)

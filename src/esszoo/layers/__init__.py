@@ -2,6 +2,7 @@
 
 from esszoo.layers.activations import activation_layer
 from esszoo.layers.grid import check_grid
+from esszoo.layers.grid_padding import pad_to_multiple
 from esszoo.layers.padding import PADDINGS, earth_pad, set_padding
 from esszoo.layers.partial_conv import MaskedBatchNorm2d, PartialConv2d, PartialConv3d
 
@@ -13,5 +14,6 @@ __all__ = [
     "activation_layer",
     "check_grid",
     "earth_pad",
+    "pad_to_multiple",
     "set_padding",
 ]

@@ -7,13 +7,25 @@ import torch
 from esszoo.errors import ModelError
 
 
-def check_grid(x: torch.Tensor, min_size: tuple[int, int], model: str) -> None:
-    """Raise a clear error if `x` (..., H, W) is smaller than the model can take."""
-    height, width = x.shape[-2], x.shape[-1]
-    if height < min_size[0] or width < min_size[1]:
+def check_grid(x: torch.Tensor, min_size: tuple[int, ...], model: str) -> None:
+    """Raise a clear error unless `x` is (batch, channels, *grid) with the grid's sides
+    (H, W, or for volumes D, H, W) at least `min_size`."""
+    if x.dim() != 2 + len(min_size):
+        kind = (
+            "volumes (batch, channels, level, lat, lon)"
+            if len(min_size) == 3
+            else ("fields (batch, channels, lat, lon)")
+        )
         raise ModelError(
-            f"{model} needs grids of at least {min_size[0]}x{min_size[1]} points, "
-            f"got {height}x{width}",
+            f"{model} takes {kind}, got shape {tuple(x.shape)}",
+            "add or remove dimensions (x.unsqueeze / x.squeeze)",
+        )
+    sides = tuple(x.shape[-len(min_size) :])
+    if any(side < least for side, least in zip(sides, min_size, strict=True)):
+        shape = "x".join(map(str, sides))
+        least = "x".join(map(str, min_size))
+        raise ModelError(
+            f"{model} needs grids of at least {least} points, got {shape}",
             "pad or interpolate the grid to that size, or choose a model with fewer "
             "downsampling stages",
         )

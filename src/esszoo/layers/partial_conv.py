@@ -18,8 +18,9 @@ Each layer takes and returns ``(x, mask)``. Padding: the window's padded border 
 missing (zero in X and M), except that ``padding="earth"`` (see `padding.py`) wraps the
 border around in longitude, values and mask alike.
 
-`MaskedBatchNorm2d` normalizes with statistics of the valid points only, as Kadow et al.
-do: the means and variances of a field with holes should not count the zeros in its holes.
+`MaskedBatchNorm2d` normalizes with statistics of the valid points only (an option in Kadow
+et al.'s code, off by default there): the means and variances of a field with holes
+should not count the zeros in its holes.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from esszoo.errors import RecipeError, choices_hint
 _TASKS = {
     "regression": "esszoo.tasks.regression:RegressionTask",
     "classification": "esszoo.tasks.classification:ClassificationTask",
+    "inpainting": "esszoo.tasks.inpainting:InpaintingTask",
 }
 
 

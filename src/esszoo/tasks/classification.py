@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from esszoo.data.dataset import SplitData
+from esszoo.data.dataset import SplitData, Table
 from esszoo.errors import RecipeError
 from esszoo.optim import configure_optimizer
 from esszoo.predictor import Predictor
@@ -69,7 +70,7 @@ class ClassificationTask(L.LightningModule):
     # -- data ------------------------------------------------------------------------------
 
     @staticmethod
-    def model_shape(data: SplitData) -> dict[str, int]:
+    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
         """The zoo constructor arguments that the data fix."""
         return {"in_channels": len(data.inputs), "num_classes": len(data.classes)}
 
@@ -127,19 +128,21 @@ class ClassificationTask(L.LightningModule):
 
     # -- evaluation ------------------------------------------------------------------------
 
-    def baselines(self, data: SplitData) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-        """The majority class of the training split, as logits."""
+    def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
+        """The majority class of the training split, as logits; each takes a table."""
         count = len(data.classes)
         majority = int(torch.bincount(data.train.y, minlength=count).argmax())
 
-        def predict(x: torch.Tensor) -> torch.Tensor:
-            logits = torch.zeros(len(x), count)
+        def predict(table: Table) -> torch.Tensor:
+            logits = torch.zeros(len(table), count)
             logits[:, majority] = 1.0
             return logits
 
         return {f"majority class ({data.classes[majority]})": predict}
 
-    def score(self, logits: torch.Tensor, truth: torch.Tensor, data: SplitData) -> dict[str, float]:
+    def score(
+        self, logits: torch.Tensor, truth: torch.Tensor, data: SplitData, table: Any = None
+    ) -> dict[str, float]:
         count = len(data.classes)
         predicted = logits.argmax(1)
         k = 5 if count >= 10 else 2

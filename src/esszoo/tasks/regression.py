@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 
 from esszoo import metrics
-from esszoo.data.dataset import SplitData
+from esszoo.data.dataset import SplitData, Table
 from esszoo.data.tabular import physics_columns
 from esszoo.errors import RecipeError
 from esszoo.optim import configure_optimizer
@@ -80,7 +81,7 @@ class RegressionTask(L.LightningModule):
     # -- data ------------------------------------------------------------------------------
 
     @staticmethod
-    def model_shape(data: SplitData) -> dict[str, int]:
+    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
         """The zoo constructor arguments that the data fix."""
         return {"in_channels": len(data.inputs), "out_channels": len(data.targets)}
 
@@ -137,12 +138,13 @@ class RegressionTask(L.LightningModule):
 
     # -- evaluation ------------------------------------------------------------------------
 
-    def baselines(self, data: SplitData) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-        """Predictors that need no learning, fitted on the training split."""
-        return {"linear regression": linear_regression(data.train.x, data.train.y)}
+    def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
+        """Predictors that need no learning, fitted on the training split; each takes a table."""
+        fit = linear_regression(data.train.x, data.train.y)
+        return {"linear regression": lambda table: fit(table.x)}
 
     def score(
-        self, prediction: torch.Tensor, truth: torch.Tensor, data: SplitData
+        self, prediction: torch.Tensor, truth: torch.Tensor, data: SplitData, table: Any = None
     ) -> dict[str, float]:
         """Scores over all target variables (physical units)."""
         row = {

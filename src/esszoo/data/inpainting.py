@@ -1,0 +1,124 @@
+"""Fields with real gap patterns laid over them, for learning and scoring reconstructions.
+
+Every field of the chosen variable keeps its own missing points (e.g. land: NaN) and is
+paired with gap patterns cut from real fields (`masks.py`): the gaps hide values whose
+truth is known, so a reconstruction can be scored where it was hidden. Training fields
+are each paired with `train_gaps` patterns (a fresh draw per pairing); validation and
+test fields with `eval_gaps` fixed patterns, so every model and baseline sees the same
+holes. Optionally the training fields come from another source (`train_on`): model
+output regridded to the observation grid, as Kadow et al. (2020) trained on simulations
+and repaired observations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from esszoo.data.dataset import SplitData, Table
+from esszoo.data.masks import SOURCES, gap_patterns
+from esszoo.data.regrid import NearestRegridder
+from esszoo.data.splits import SPLITS, contiguous_split
+from esszoo.data.variables import Variable, load_values, select_variables
+from esszoo.errors import DataError
+
+
+def _fields(dataset: xr.Dataset, variable: str, dim: str) -> tuple[np.ndarray, xr.DataArray]:
+    (array,) = select_variables(dataset, [variable], "input")
+    if dim not in array.dims or array.ndim != 3:
+        raise DataError(
+            f"inpainting needs fields (time, lat, lon); '{variable}' has {array.dims}",
+            "select one level first",
+        )
+    grid = [d for d in array.dims if d != dim]
+    array = array.transpose(dim, *grid)
+    return load_values(array).astype(np.float32), array
+
+
+def _lat_lon(array: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    names = {
+        "lat": ("lat", "latitude", "nav_lat"),
+        "lon": ("lon", "longitude", "nav_lon"),
+    }
+    found = {}
+    for key, candidates in names.items():
+        match = next((c for c in candidates if c in array.coords), None)
+        if match is None:
+            raise DataError(
+                f"'{array.name}' has no {key} coordinate (looked for {candidates})",
+                "gap patterns and area weights need latitude and longitude",
+            )
+        found[key] = np.asarray(array[match].values, dtype=np.float64)
+    return found["lat"], found["lon"]
+
+
+def inpainting_data(
+    dataset: xr.Dataset,
+    *,
+    variable: str,
+    split_dim: str = "time",
+    train: float | list[str] = 0.7,
+    val: float | list[str] = 0.15,
+    test: float | list[str] = 0.15,
+    gap_sources: tuple[str, ...] = SOURCES,
+    train_gaps: int = 16,
+    eval_gaps: int = 4,
+    seed: int = 0,
+    train_on: xr.Dataset | None = None,
+    train_variable: str | None = None,
+) -> SplitData:
+    """Fields of `variable` paired with real gap patterns, split in time."""
+    values, array = _fields(dataset, variable, split_dim)
+    lat, lon = _lat_lon(array)
+    if lat.ndim != 1 or lon.ndim != 1:
+        raise DataError(f"'{variable}' must lie on a regular lat-lon grid for inpainting")
+    times = array[split_dim].values
+    split = contiguous_split(times, split_dim, train, val, test)
+    sources = {name: (values[split.indices(name)], times[split.indices(name)]) for name in SPLITS}
+    if train_on is not None:
+        sources["train"] = _regridded(train_on, train_variable or variable, split_dim, lat, lon)
+
+    count = {"train": train_gaps, "val": eval_gaps, "test": eval_gaps}
+    tables, dropped = {}, {}
+    for offset, name in enumerate(SPLITS):
+        fields, field_times = sources[name]
+        empty = ~np.isfinite(fields).any(axis=(1, 2))
+        fields, field_times = fields[~empty], field_times[~empty]
+        dropped[name] = int(empty.sum())
+        if not len(fields):
+            raise DataError(f"the {name} split holds no field with a value")
+        patterns = gap_patterns(
+            lat, lon, len(fields) * count[name], sources=gap_sources, seed=seed * 7 + offset
+        )
+        truth = np.repeat(fields, count[name], axis=0)[:, None]  # (N*k, 1, H, W)
+        observed = np.isfinite(truth) & ~patterns[:, None]
+        tables[name] = Table(
+            x=torch.from_numpy(np.where(observed, truth, np.nan).astype(np.float32)),
+            y=torch.from_numpy(truth),
+            mask=torch.from_numpy(observed.astype(np.float32)),
+            coords={split_dim: np.repeat(field_times, count[name])},
+        )
+    variable_info = Variable.of(array)
+    return SplitData(
+        inputs=[variable_info],
+        targets=[variable_info],
+        tables=tables,
+        split=split,
+        dims=tuple(array.dims),
+        dropped=dropped,
+        grid={"lat": lat, "lon": lon},
+    )
+
+
+def _regridded(
+    dataset: xr.Dataset, variable: str, dim: str, lat: np.ndarray, lon: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Another source's fields (e.g. model output) on the target grid, nearest neighbour."""
+    values, array = _fields(dataset, variable, dim)
+    source_lat, source_lon = _lat_lon(array)
+    if source_lat.ndim == 1:
+        source_lat, source_lon = np.meshgrid(source_lat, source_lon, indexing="ij")
+    target_lat, target_lon = np.meshgrid(lat, lon, indexing="ij")
+    regrid = NearestRegridder(source_lat, source_lon, target_lat, target_lon, max_distance_deg=1.5)
+    return regrid(values).astype(np.float32), array[dim].values

@@ -1,0 +1,132 @@
+"""Classical infilling, the baselines every learned reconstruction is printed beside.
+
+Each method takes a table of fields with hidden points (x: NaN where not observed, mask:
+1 where observed) and returns complete fields in physical units:
+
+- climatology: the mean of the training fields for the same calendar month at each grid
+  point (the mean of all training fields where a month is absent);
+- nearest and linear interpolation of the observed points of each field (scipy's
+  griddata on latitude-longitude, with longitudes repeated across the dateline so that
+  the grid wraps; linear leaves no point outside the observed points' hull, nearest fills
+  those);
+- iterative EOF infilling in the manner of DINEOF (Beckers & Rixen 2003, J. Atmos.
+  Oceanic Technol. 20, 1839-1856): the training fields and the gapped fields form one
+  (sample x ocean point) matrix of anomalies; hidden entries start at zero and are
+  replaced, until they settle, by a reconstruction from the leading k EOFs; k is chosen by
+  cross-validation on observed points held out for it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.interpolate import griddata
+
+from esszoo.data.dataset import SplitData, Table
+
+
+def climatology(data: SplitData, time_dim: str = "time"):
+    train = data.train.y.double().numpy()  # (N, C, H, W), NaN where missing
+    times = data.train.coords.get(time_dim)
+    with warnings.catch_warnings():  # points never observed (land) have no mean: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        overall = np.nanmean(train, axis=0)
+        by_month = {}
+        if times is not None and np.issubdtype(np.asarray(times).dtype, np.datetime64):
+            months = pd.DatetimeIndex(times).month
+            for month in np.unique(months):
+                by_month[month] = np.nanmean(train[months == month], axis=0)
+
+    def predict(table: Table) -> torch.Tensor:
+        sample_times = table.coords.get(time_dim)
+        fields = []
+        for k in range(len(table)):
+            month = pd.Timestamp(sample_times[k]).month if sample_times is not None else None
+            fields.append(by_month.get(month, overall))
+        return torch.from_numpy(np.nan_to_num(np.stack(fields))).float()
+
+    return predict
+
+
+def interpolation(data: SplitData, method: str):
+    lat, lon = data.grid["lat"], data.grid["lon"]
+    grid_lat, grid_lon = np.meshgrid(lat, lon, indexing="ij")
+    targets = np.column_stack([grid_lat.ravel(), grid_lon.ravel()])
+
+    def field(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        points = np.column_stack([grid_lat[observed], grid_lon[observed]])
+        known = values[observed]
+        # repeat across the dateline so the interpolation wraps around the globe
+        points = np.concatenate([points, points + [0, 360], points - [0, 360]])
+        known = np.concatenate([known, known, known])
+        out = griddata(points, known, targets, method=method)
+        if method != "nearest":
+            holes = np.isnan(out)
+            out[holes] = griddata(points, known, targets[holes], method="nearest")
+        return out.reshape(grid_lat.shape)
+
+    def predict(table: Table) -> torch.Tensor:
+        x = table.x.double().numpy()
+        mask = np.broadcast_to(table.mask.numpy() > 0, x.shape)
+        out = np.empty_like(x)
+        for k in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                observed = mask[k, c] & np.isfinite(x[k, c])
+                out[k, c] = field(x[k, c], observed) if observed.any() else np.nan
+        return torch.from_numpy(np.nan_to_num(out)).float()
+
+    return predict
+
+
+MODE_CHOICES = (1, 2, 3, 5, 8, 12, 20)
+
+
+def dineof(
+    data: SplitData,
+    held_out: float = 0.03,
+    iterations: int = 50,
+    tolerance: float = 1e-4,
+    seed: int = 0,
+):
+    train = data.train.y.double().numpy()
+    sea = np.isfinite(train).all(axis=0)  # points every training field has
+
+    def reconstruct(matrix: np.ndarray, known: np.ndarray, modes: int) -> np.ndarray:
+        filled = np.where(known, matrix, 0.0)
+        scale = np.sqrt(np.mean(filled[known] ** 2)) or 1.0
+        for _ in range(iterations):
+            u, s, vt = np.linalg.svd(filled, full_matrices=False)
+            low_rank = (u[:, :modes] * s[:modes]) @ vt[:modes]
+            change = np.sqrt(np.mean((low_rank[~known] - filled[~known]) ** 2))
+            filled[~known] = low_rank[~known]
+            if change < tolerance * scale:
+                break
+        return filled
+
+    def predict(table: Table) -> torch.Tensor:
+        x = table.x.double().numpy()
+        observed = np.broadcast_to(table.mask.numpy() > 0, x.shape) & np.isfinite(x)
+        rows = np.concatenate([train[:, sea], x[:, sea]])  # (N_train + N, points)
+        known = np.concatenate([np.ones_like(train[:, sea], bool), observed[:, sea]])
+        mean = np.nanmean(np.where(known, rows, np.nan), axis=0)
+        anomalies = np.where(known, rows - mean, 0.0)
+        # choose the number of modes on observed points of the gapped fields held out for it
+        rng = np.random.default_rng(seed)
+        check = known.copy()
+        check[: len(train)] = False
+        check &= rng.random(known.shape) < held_out
+        best, best_error = 1, np.inf
+        for modes in [m for m in MODE_CHOICES if m < min(anomalies.shape)]:
+            trial = reconstruct(anomalies, known & ~check, modes)
+            error = np.sqrt(np.mean((trial[check] - anomalies[check]) ** 2))
+            if error < best_error:
+                best, best_error = modes, error
+        filled = reconstruct(anomalies, known, best)[len(train) :] + mean
+        out = np.zeros_like(x)
+        out[:, sea] = filled
+        return torch.from_numpy(out).float()
+
+    return predict

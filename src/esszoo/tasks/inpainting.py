@@ -1,0 +1,261 @@
+"""Inpainting: a field with holes and its validity mask -> the complete field.
+
+Batch contract: ``{"x": (B, C, H, W) observed values, normalized, 0 in holes; "mask": (B,
+1, H, W), 1 where observed; "y": the normalized truth, 0 where unknown; "known": 1 where
+the truth is known (e.g. ocean)}``. A model that takes the mask as an argument
+(partial convolutions, card inputs ("x", "mask")) gets it so; any other model gets it as
+extra input channels.
+
+Loss (Liu et al. 2018, Section 3.3), over the points whose truth is known, N their count:
+  L_valid = |M * (I_out - I_gt)|_1 / N,   L_hole = |(1 - M) * (I_out - I_gt)|_1 / N,
+  L_tv = total variation of I_comp = M * I_gt + (1 - M) * I_out over the holes dilated by
+  one point, and the weights of ``task.loss_weights`` (Liu: valid 1, hole 6, tv 0.1).
+The perceptual and style terms (weights 0.05 and 120 in the paper) compare features of
+an ImageNet-trained VGG-16; such weights cannot be downloaded here, so they are optional:
+give ``task.vgg_weights`` (an esszoo checkpoint of `vgg16`) to turn them on.
+
+Metrics, on the hidden points only (hidden, truth known), in physical units: RMSE, MAE,
+bias, correlation, and the error of the area-weighted (cos latitude) mean of the
+completed field, the quantity climate records are read for (Kadow et al. 2020).
+Baselines: climatology of the training period, nearest-neighbour and linear
+interpolation, iterative EOF infilling (`infilling.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from esszoo import metrics
+from esszoo.data.dataset import SplitData, Table
+from esszoo.errors import RecipeError
+from esszoo.optim import configure_optimizer
+from esszoo.predictor import Predictor
+from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.tasks import infilling
+from esszoo.tasks.classification import channel_stats
+from esszoo.tasks.logging import EpochMean
+
+LIU_WEIGHTS = {"valid": 1.0, "hole": 6.0, "tv": 0.1, "perceptual": 0.0, "style": 0.0}
+
+
+def takes_mask(net: nn.Module) -> bool:
+    """Whether the model takes the validity mask as an argument: its card says so, or it was
+    built with the mask-aware switch (``partial_conv=True``)."""
+    from esszoo.registry import model_card
+
+    spec = getattr(net, "esszoo_spec", None)
+    by_card = bool(spec) and "mask" in model_card(spec["name"]).inputs
+    return by_card or bool(getattr(net, "partial_conv", False))
+
+
+class InpaintingTask(L.LightningModule):
+    """Learn to fill the hidden points of fields from the observed ones."""
+
+    name = "inpainting"
+    data_kind = "inpainting"
+    plot_file = "reconstructions.png"
+
+    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+        super().__init__()
+        if spec.loss not in (None, "l1"):
+            raise RecipeError(
+                f"task.loss '{spec.loss}' does not fit inpainting",
+                "the inpainting loss is set by task.loss_weights",
+            )
+        self.net = net
+        self.spec = spec
+        self.trainer_spec = trainer
+        self.weights = LIU_WEIGHTS | (spec.loss_weights or {})
+        unknown = set(self.weights) - set(LIU_WEIGHTS)
+        if unknown:
+            raise RecipeError(
+                f"unknown inpainting loss term(s) {sorted(unknown)}",
+                f"the terms are {sorted(LIU_WEIGHTS)}",
+            )
+        self.features = self._feature_network(spec.vgg_weights)
+        self.mask_argument = takes_mask(net)
+        self.stats: dict[str, torch.Tensor] = {}
+        self.train_loss = EpochMean("train_loss")
+
+    def _feature_network(self, path: str | None) -> nn.Module | None:
+        if not (self.weights["perceptual"] or self.weights["style"]):
+            return None
+        if not path:
+            raise RecipeError(
+                "the perceptual and style terms need ImageNet VGG-16 weights, which cannot be "
+                "downloaded here",
+                "give task.vgg_weights: PATH (an esszoo checkpoint of vgg16), or set "
+                "task.loss_weights.perceptual and .style to 0",
+            )
+        from esszoo.checkpoint import load
+
+        vgg = load(path).net
+        return VGGFeatures(vgg).eval().requires_grad_(False)
+
+    # -- data ------------------------------------------------------------------------------
+
+    @staticmethod
+    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
+        """A model without a mask argument gets the mask as extra input channels."""
+        channels = len(data.inputs)
+        return {"in_channels": channels if takes_mask else 2 * channels, "out_channels": channels}
+
+    def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
+        mean, std = channel_stats(data.train.y)
+        self.stats = {"input_mean": mean, "input_std": std, "output_mean": mean, "output_std": std}
+        predictor = self.predictor()
+        tensors = {}
+        for split, table in data.tables.items():
+            known = torch.isfinite(table.y).float()
+            tensors[split] = {
+                "x": predictor.normalize(table.x),
+                "mask": table.mask,
+                "y": predictor.normalize(table.y),
+                "known": known,
+            }
+        return tensors
+
+    def predictor(self) -> Predictor:
+        return Predictor(
+            self.net, **self.stats, fill_missing=True, mask_channels=not self.mask_argument
+        )
+
+    # -- training --------------------------------------------------------------------------
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.mask_argument:
+            return self.net(x, mask)
+        return self.net(torch.cat([x, mask.expand_as(x)], dim=1))
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self._forward(batch["x"], batch["mask"]).float()
+        known, mask, truth = batch["known"], batch["mask"].expand_as(batch["y"]), batch["y"]
+        count = known.sum().clamp(min=1.0)
+        error = (out - truth).abs() * known
+        loss = self.weights["valid"] * (error * mask).sum() / count
+        loss = loss + self.weights["hole"] * (error * (1 - mask)).sum() / count
+        composed = mask * truth + (1 - mask) * out
+        if self.weights["tv"]:
+            loss = loss + self.weights["tv"] * total_variation(composed, mask, known)
+        if self.features is not None:
+            loss = loss + self._feature_losses(out, composed, truth)
+        return loss
+
+    def _feature_losses(
+        self, out: torch.Tensor, composed: torch.Tensor, truth: torch.Tensor
+    ) -> torch.Tensor:
+        """Liu et al. Eq. 3-5: L1 between VGG-16 pool1-3 features, and between their Gram
+        matrices, of I_out and I_comp against I_gt."""
+        target = self.features(truth)
+        loss = out.new_zeros(())
+        for image in (out, composed):
+            for feature, reference in zip(self.features(image), target, strict=True):
+                loss = loss + self.weights["perceptual"] * (feature - reference).abs().mean()
+                loss = loss + self.weights["style"] * (gram(feature) - gram(reference)).abs().mean()
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.train_loss.update(self, loss, len(batch["x"]), batch_index)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        self.log("val_loss", self._loss(batch), on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
+        return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
+        return {
+            "climatology": infilling.climatology(data, data.split.dim),
+            "nearest interpolation": infilling.interpolation(data, "nearest"),
+            "linear interpolation": infilling.interpolation(data, "linear"),
+            "iterative EOF (DINEOF)": infilling.dineof(data),
+        }
+
+    def score(
+        self, prediction: torch.Tensor, truth: torch.Tensor, data: SplitData, table: Any = None
+    ) -> dict[str, float]:
+        """Scores on the hidden points, and the error of the completed field's area mean."""
+        observed = table.mask.expand_as(truth) > 0
+        known = torch.isfinite(truth)
+        hidden = known & ~observed
+        row = {
+            "rmse": metrics.rmse(prediction[hidden], truth[hidden]),
+            "mae": metrics.mae(prediction[hidden], truth[hidden]),
+            "bias": metrics.bias(prediction[hidden], truth[hidden]),
+            "corr": metrics.correlation(prediction[hidden], truth[hidden]),
+        }
+        weights = torch.from_numpy(np.cos(np.radians(data.grid["lat"]))).view(1, 1, -1, 1)
+        weights = weights.expand_as(truth) * known
+        composed = torch.where(observed, truth, prediction).nan_to_num()
+        area = lambda field: (field * weights).sum((1, 2, 3)) / weights.sum((1, 2, 3))  # noqa: E731
+        row["area_mean_err"] = float((area(composed) - area(truth.nan_to_num())).abs().mean())
+        row["hidden_frac"] = float(hidden.sum() / known.sum())
+        return row
+
+    def plot(
+        self,
+        predictions: dict[str, torch.Tensor],
+        truth: torch.Tensor,
+        data: SplitData,
+        path: Path,
+        table: Any = None,
+    ) -> None:
+        from esszoo.plots import reconstruction_panels
+
+        reconstruction_panels(predictions, truth, data.test, data, path)
+
+
+def total_variation(
+    composed: torch.Tensor, mask: torch.Tensor, known: torch.Tensor
+) -> torch.Tensor:
+    """Liu et al. Eq. 6: total variation of I_comp on the holes dilated by one point."""
+    hole = ((1 - mask) * known).amax(1, keepdim=True)
+    region = F.max_pool2d(hole, 3, stride=1, padding=1)
+    across = region[..., :, 1:] * region[..., :, :-1]  # both neighbours in the region
+    along = region[..., 1:, :] * region[..., :-1, :]
+    dx = (composed[..., :, 1:] - composed[..., :, :-1]).abs() * across
+    dy = (composed[..., 1:, :] - composed[..., :-1, :]).abs() * along
+    return (dx.sum() + dy.sum()) / known.sum().clamp(min=1.0)
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of (B, C, H, W) features, normalized by C*H*W (Liu et al. Eq. 4)."""
+    batch, channels, height, width = features.shape
+    flat = features.reshape(batch, channels, height * width)
+    return flat @ flat.transpose(1, 2) / (channels * height * width)
+
+
+class VGGFeatures(nn.Module):
+    """The pool1, pool2 and pool3 outputs of a zoo VGG-16 (Liu et al. Section 3.3)."""
+
+    def __init__(self, vgg: nn.Module):
+        super().__init__()
+        layers = list(vgg.features)
+        pools = [i for i, layer in enumerate(layers) if isinstance(layer, nn.MaxPool2d)][:3]
+        self.stages = nn.ModuleList(
+            nn.Sequential(*layers[start + 1 if k else 0 : stop + 1])
+            for k, (start, stop) in enumerate(zip([-1, *pools[:-1]], pools, strict=True))
+        )
+        self.in_channels = layers[0].in_channels
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # fields of one variable go in as the grey image the network expects
+        if x.shape[1] != self.in_channels:
+            x = x.mean(1, keepdim=True).expand(-1, self.in_channels, -1, -1)
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs
