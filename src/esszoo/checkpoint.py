@@ -34,8 +34,9 @@ WEIGHTS = "model.safetensors"
 DESCRIPTION = "model.json"
 
 
-def _floats(tensor: torch.Tensor | None) -> list[float] | None:
-    return None if tensor is None else [float(v) for v in tensor.tolist()]
+def _floats(tensor: torch.Tensor | None) -> list | None:
+    """A statistic as (nested) lists of floats for JSON."""
+    return None if tensor is None else tensor.double().tolist()
 
 
 def git_commit() -> str:

@@ -153,3 +153,76 @@ def reconstruction_panels(
     figure.suptitle(f"{variable.name} ({variable.units}): test cases", fontsize=10)
     _save(figure, path)
     plt.close(figure)
+
+
+def _last_frame(tensor: torch.Tensor, k: int):
+    """Sample k's last target frame (fields: last channel; volumes: last level)."""
+    field = tensor[k]
+    while field.dim() > 2:
+        field = field[-1]
+    return field.double().numpy()
+
+
+def field_panels(
+    predictions: dict[str, torch.Tensor], truth: torch.Tensor, data, path: Path, cases: int = 2
+) -> None:
+    """For a few test cases: the truth and every predictor's field (last target frame)."""
+    import numpy as np
+
+    plt = _pyplot()
+    picks = np.linspace(0, len(truth) - 1, cases).astype(int)
+    columns = 1 + len(predictions)
+    figure, axes = plt.subplots(
+        cases, columns, figsize=(3.2 * columns, 3.0 * cases), squeeze=False, constrained_layout=True
+    )
+    variable = data.targets[0]
+    for row, k in enumerate(picks):
+        true_field = _last_frame(truth, k)
+        low, high = np.nanpercentile(true_field, [1, 99.5])
+        panels = [("truth", true_field)] + [
+            (name, _last_frame(p, k)) for name, p in predictions.items()
+        ]
+        for column, (title, values) in enumerate(panels):
+            axis = axes[row, column]
+            image = axis.imshow(values, origin="lower", cmap="viridis", vmin=low, vmax=high)
+            axis.set_title(title, fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        figure.colorbar(image, ax=axes[row, -1], fraction=0.05)
+    figure.suptitle(f"{variable.name} ({variable.units}), last target frame", fontsize=10)
+    _save(figure, path)
+    plt.close(figure)
+
+
+def class_map_panels(
+    predictions: dict[str, torch.Tensor], truth: torch.Tensor, data, path: Path, cases: int = 2
+) -> None:
+    """For a few test cases: the true class map and every predictor's."""
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+
+    plt = _pyplot()
+    count = len(data.classes)
+    colours = ListedColormap(
+        ["#f0f0f0", "#9ecae1", "#3182bd", "#de2d26", "#31a354", "#756bb1", "#fd8d3c"][:count]
+    )
+    picks = np.linspace(0, len(truth) - 1, cases).astype(int)
+    columns = 1 + len(predictions)
+    figure, axes = plt.subplots(
+        cases, columns, figsize=(3.2 * columns, 3.0 * cases), squeeze=False, constrained_layout=True
+    )
+    for row, k in enumerate(picks):
+        maps = [("truth", truth[k].numpy())] + [
+            (name, p[k].argmax(0).numpy()) for name, p in predictions.items()
+        ]
+        for column, (title, values) in enumerate(maps):
+            axis = axes[row, column]
+            shown = np.ma.masked_less(values, 0)
+            image = axis.imshow(shown, origin="lower", cmap=colours, vmin=-0.5, vmax=count - 0.5)
+            axis.set_title(title, fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+    bar = figure.colorbar(image, ax=axes[:, -1], ticks=range(count), fraction=0.05)
+    bar.ax.set_yticklabels(data.classes)
+    _save(figure, path)
+    plt.close(figure)

@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from esszoo.errors import ModelError
 from esszoo.physics import physics_function
 
 
-def _vector(values: Sequence[float] | torch.Tensor | None) -> torch.Tensor | None:
-    return None if values is None else torch.as_tensor(values, dtype=torch.float32).flatten()
+def _stat(values: Sequence | torch.Tensor | None) -> torch.Tensor | None:
+    """A statistic per channel (C,), or per channel and grid point (C, *grid)."""
+    return None if values is None else torch.as_tensor(values, dtype=torch.float32)
 
 
 def physics_base(
@@ -47,10 +49,10 @@ class Predictor(nn.Module):
     ):
         super().__init__()
         self.net = net
-        self.register_buffer("input_mean", _vector(input_mean))
-        self.register_buffer("input_std", _vector(input_std))
-        self.register_buffer("output_mean", _vector(output_mean))
-        self.register_buffer("output_std", _vector(output_std))
+        self.register_buffer("input_mean", _stat(input_mean))
+        self.register_buffer("input_std", _stat(input_std))
+        self.register_buffer("output_mean", _stat(output_mean))
+        self.register_buffer("output_std", _stat(output_std))
         self.base = base
         self.base_columns = list(base_columns)
         self._base_function = physics_function(base).function if base else None
@@ -59,6 +61,14 @@ class Predictor(nn.Module):
 
     @staticmethod
     def _channels(stat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if stat.dim() > 1:  # per grid point (C, *grid): anomalies from a mean field
+            if tuple(stat.shape[1:]) != tuple(like.shape[2:]):
+                raise ModelError(
+                    f"this model removes a mean field of grid {tuple(stat.shape[1:])}, "
+                    f"and the data have grid {tuple(like.shape[2:])}",
+                    "give fields on the grid the model was trained on",
+                )
+            return stat.unsqueeze(0).to(like.dtype)
         # (C,) -> (1, C, 1, ...) to broadcast over a batch of vectors or fields
         return stat.view(1, -1, *([1] * (like.dim() - 2))).to(like.dtype)
 

@@ -60,6 +60,14 @@ class TrainOnSpec(Strict):
     variable: str
 
 
+class WindowSpec(Strict):
+    """Windows of consecutive fields: `past` frames in, the next `future` frames out."""
+
+    past: int = Field(ge=1)
+    future: int = Field(ge=1)
+    stride: int = Field(default=1, ge=1, description="frames between window starts")
+
+
 class DataSpec(Strict):
     source: str = Field(description="a built-in data set (esszoo data list) or a file path")
     inputs: list[str]
@@ -74,6 +82,7 @@ class DataSpec(Strict):
         default_factory=dict, description="block means of the input grids, e.g. {y: 2, x: 2}"
     )
     gaps: GapSpec = GapSpec()
+    window: WindowSpec | None = None
     train_on: TrainOnSpec | None = None
     split: SplitSpec = SplitSpec()
 
@@ -94,6 +103,13 @@ class TaskSpec(Strict):
     )
     loss_weights: dict[str, float] | None = Field(
         default=None, description="inpainting: weights of valid, hole, tv, perceptual, style"
+    )
+    dice_weight: float = Field(
+        default=1.0, ge=0, description="segmentation: weight of the Dice term beside cross-entropy"
+    )
+    anomalies: bool = Field(
+        default=False,
+        description="inpainting: learn anomalies from the training split's mean at each point",
     )
     vgg_weights: str | None = Field(
         default=None, description="inpainting: an esszoo vgg16 checkpoint for perceptual/style"

@@ -20,6 +20,7 @@ from esszoo.data.fields import field_data
 from esszoo.data.inpainting import inpainting_data
 from esszoo.data.source import open_source
 from esszoo.data.tabular import tabular_data
+from esszoo.data.windows import window_data
 from esszoo.errors import RecipeError, RunError
 from esszoo.recipe import Recipe, load_recipe
 from esszoo.tasks import task_class
@@ -58,6 +59,29 @@ def build_data(recipe: Recipe) -> SplitData:
             seed=recipe.trainer.seed,
             train_on=open_source(train_on.source) if train_on else None,
             train_variable=train_on.variable if train_on else None,
+        )
+    if kind == "windows":
+        window = spec.window
+        if window is None:
+            raise RecipeError(
+                f"task '{recipe.task.name}' learns from windows of fields: give data.window",
+                "e.g. window: {past: 6, future: 6, stride: 3}",
+            )
+        from esszoo.registry import model_card
+
+        return window_data(
+            dataset,
+            inputs=spec.inputs,
+            past=window.past,
+            future=window.future,
+            stride=window.stride,
+            volume=len(model_card(recipe.model.name).example_input) == 5,
+            point_rule=spec.label_rule,
+            coarsen=spec.coarsen,
+            split_dim=spec.split.dim,
+            train=spec.split.train,
+            val=spec.split.val,
+            test=spec.split.test,
         )
     if kind == "fields":
         if spec.physics:

@@ -59,18 +59,20 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def resolve_precision(requested: str, accelerator: str) -> str:
+def resolve_precision(requested: str, accelerator: str, volumes: bool = False) -> str:
     """'auto' -> the fastest correct precision for the device (measured in BENCHMARKS.md).
 
     CUDA with bf16 (Ampere and later) and CPUs with native bf16 (AVX512-BF16, AMX): bf16
     autocast; weights, optimizer state and evaluation stay fp32. Older CUDA: fp16 autocast
-    with loss scaling. Other CPUs and MPS: fp32.
+    with loss scaling. Other CPUs and MPS: fp32. Volumes (3-D convolutions) on the CPU: fp32,
+    because bf16 autocast of 3-D convolutions gave a non-finite first-step gradient (1e35)
+    in a UNet3D run here, intermittently.
     """
     if requested != "auto":
         return requested
     if accelerator == "cuda":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    if accelerator == "cpu" and cpu_has_bf16():
+    if accelerator == "cpu" and cpu_has_bf16() and not volumes:
         return "bf16-mixed"
     return "32-true"
 
@@ -83,13 +85,16 @@ def resolve_memory_format(requested: str, fields: bool) -> str:
 
 
 class ChannelsLast(Callback):
-    """Keep the network and the batches of fields in channels-last memory layout."""
+    """Keep the network and the batches of fields (or volumes) in channels-last layout."""
+
+    def __init__(self, volumes: bool = False):
+        self.format = torch.channels_last_3d if volumes else torch.channels_last
 
     def setup(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
-        task.to(memory_format=torch.channels_last)
+        task.to(memory_format=self.format)
 
     def _convert(self, batch: dict[str, torch.Tensor]) -> None:
-        batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+        batch["x"] = batch["x"].contiguous(memory_format=self.format)
 
     def on_train_batch_start(self, trainer, task, batch, batch_index) -> None:  # noqa: ANN001
         self._convert(batch)
@@ -192,7 +197,11 @@ def _silence_lightning() -> None:
 
 
 def make_trainer(
-    recipe: Recipe, run_dir: Path, callbacks: list[Callback], **options: Any
+    recipe: Recipe,
+    run_dir: Path,
+    callbacks: list[Callback],
+    volumes: bool = False,
+    **options: Any,
 ) -> L.Trainer:
     """The Lightning Trainer `esszoo train` uses for `recipe`, with extra `callbacks`
     (and Trainer `options`, e.g. limit_train_batches for benchmarks)."""
@@ -216,7 +225,7 @@ def make_trainer(
         accelerator=accelerator,
         devices=spec.devices,
         num_nodes=spec.num_nodes,
-        precision=resolve_precision(spec.precision, accelerator),
+        precision=resolve_precision(spec.precision, accelerator, volumes),
         deterministic=spec.deterministic,
         callbacks=callbacks,
         logger=False,
@@ -257,8 +266,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     )
     callbacks: list[Callback] = [history]
     if resolve_memory_format(spec.memory_format, fields) == "channels_last":
-        callbacks.append(ChannelsLast())
-    trainer = make_trainer(recipe, run_dir, callbacks)
+        callbacks.append(ChannelsLast(volumes=tensors["train"]["x"].dim() == 5))
+    trainer = make_trainer(recipe, run_dir, callbacks, volumes=tensors["train"]["x"].dim() == 5)
     trainer.fit(
         task, train_loader, val_loader, ckpt_path=last if resume else None, weights_only=True
     )

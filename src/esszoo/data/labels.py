@@ -1,8 +1,9 @@
 """Class labels derived from real fields by documented rules.
 
-A rule maps one field per sample (physical units, NaN where missing) to a class index; it
-is applied at the data's native resolution, before any coarsening of the inputs, so the
-labels do not depend on what the model is shown.
+A scene rule (`rain_category`) maps one field per sample (physical units, NaN where
+missing) to a class index; it is applied at the data's native resolution, before any
+coarsening of the inputs, so the labels do not depend on what the model is shown. A point
+rule (`rain_intensity`) gives every grid point a class, for segmentation.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ def rain_category(amount_5min: np.ndarray) -> np.ndarray:
     return labels
 
 
+def rain_intensity(amount_5min: np.ndarray) -> np.ndarray:
+    """Rain intensity class of every point from 5-minute sums (mm), (..., H, W) -> same shape.
+
+    rain rate = 12 x 5-minute sum (mm h-1), classes of the AMS Glossary of Meteorology
+    ("rain"): 0 none (< 0.1 mm/h), 1 light (< 2.5), 2 moderate (2.5 to 7.6), 3 heavy (>= 7.6);
+    -1 where the radar has no value (ignored by losses and scores).
+    """
+    rate = 12.0 * amount_5min
+    classes = np.digitize(np.nan_to_num(rate, nan=0.0), RAIN_INTENSITY_BOUNDS).astype(np.int64)
+    classes[~np.isfinite(rate)] = -1
+    return classes
+
+
+RAIN_INTENSITY_BOUNDS = (0.1, 2.5, 7.6)  # mm h-1
+
+
 @dataclass(frozen=True)
 class LabelRule:
     name: str
@@ -55,6 +72,13 @@ RULES = {
             "rain_category",
             rain_category,
             ("dry", "stratiform", "convective"),
+            "rainfall_amount",
+            "kg",
+        ),
+        LabelRule(
+            "rain_intensity",
+            rain_intensity,
+            ("none", "light", "moderate", "heavy"),
             "rainfall_amount",
             "kg",
         ),

@@ -10,6 +10,8 @@ _TASKS = {
     "regression": "esszoo.tasks.regression:RegressionTask",
     "classification": "esszoo.tasks.classification:ClassificationTask",
     "inpainting": "esszoo.tasks.inpainting:InpaintingTask",
+    "segmentation": "esszoo.tasks.segmentation:SegmentationTask",
+    "translation": "esszoo.tasks.translation:TranslationTask",
 }
 
 

@@ -1,0 +1,101 @@
+"""Windows of consecutive fields: the last frames in, the next frames out (nowcasting).
+
+A series of fields (time, lat, lon) is cut into windows of `past` input frames followed
+by `future` target frames, a new window every `stride` frames. The split into train,
+validation and test is made on the time axis first (contiguous blocks) and windows are cut
+inside each block, so no window straddles two splits. Inputs keep NaN where missing;
+targets are either the future fields (translation; as a volume (1, future, H, W) for
+volume-to-volume networks, or as channels) or, with a point rule, the class of every
+point of the last future frame (segmentation, -1 where unknown), on the (coarsened) grid
+the model sees.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from esszoo.data.dataset import SplitData, Table
+from esszoo.data.labels import label_rule
+from esszoo.data.splits import SPLITS, contiguous_split
+from esszoo.data.variables import Variable, load_values, select_variables
+from esszoo.errors import DataError
+
+BLOCK = 256
+
+
+def window_data(
+    dataset: xr.Dataset,
+    *,
+    inputs: list[str],
+    past: int,
+    future: int,
+    stride: int = 1,
+    volume: bool = False,
+    point_rule: str | None = None,
+    coarsen: dict[str, int] | None = None,
+    split_dim: str = "time",
+    train: float | list[str] = 0.7,
+    val: float | list[str] = 0.15,
+    test: float | list[str] = 0.15,
+) -> SplitData:
+    """Windows of `past` frames in and `future` frames out, split in time."""
+    if len(inputs) != 1:
+        raise DataError("windows of fields take one variable: give one name in data.inputs")
+    if past < 1 or future < 1 or stride < 1:
+        raise DataError(
+            f"data.window needs past, future and stride of at least 1, got {past}, {future}, "
+            f"{stride}"
+        )
+    (array,) = select_variables(dataset, inputs, "input")
+    if split_dim not in array.dims or array.ndim != 3:
+        raise DataError(
+            f"windows need fields ({split_dim}, lat, lon); '{array.name}' has {array.dims}"
+        )
+    grid = [d for d in array.dims if d != split_dim]
+    array = array.transpose(split_dim, *grid)
+    if coarsen:
+        array = array.coarsen(coarsen, boundary="trim").mean()
+    frames = np.concatenate(
+        [
+            load_values(array.isel({split_dim: slice(i, i + BLOCK)})).astype(np.float32)
+            for i in range(0, array.sizes[split_dim], BLOCK)
+        ]
+    )
+    # classes of the fields the model sees (after coarsening), so that a prediction and
+    # the persistence of the last input frame are judged on the same grid
+    labels = label_rule(point_rule).function(frames) if point_rule else None
+    times = array[split_dim].values
+    split = contiguous_split(times, split_dim, train, val, test)
+    tables = {}
+    for name in SPLITS:
+        rows = np.arange(len(times))[split.indices(name)]
+        starts = np.arange(rows[0], rows[-1] + 2 - past - future, stride)
+        if not len(starts):
+            raise DataError(
+                f"the {name} split has {len(rows)} frames, fewer than a window of "
+                f"{past} + {future}",
+                "use a shorter window or a longer split",
+            )
+        x = np.stack([frames[s : s + past] for s in starts])  # (N, past, H, W)
+        if labels is not None:
+            y = torch.from_numpy(np.stack([labels[s + past + future - 1] for s in starts]))
+        else:
+            y = torch.from_numpy(np.stack([frames[s + past : s + past + future] for s in starts]))
+        x = torch.from_numpy(x)
+        if volume:
+            x, y = x.unsqueeze(1), y.unsqueeze(1)  # (N, 1, frames, H, W)
+        tables[name] = Table(x=x, y=y, coords={split_dim: times[starts + past - 1]})
+    variable = Variable.of(array)
+    classes = label_rule(point_rule).classes if point_rule else ()
+    target = Variable("classes", "1") if point_rule else variable
+    return SplitData(
+        inputs=[variable] * (1 if volume else past),
+        targets=[target] * (1 if (volume or point_rule) else future),
+        tables=tables,
+        split=split,
+        dims=(split_dim, *grid),
+        dropped={name: 0 for name in SPLITS},
+        classes=classes,
+    )

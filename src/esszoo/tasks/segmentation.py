@@ -1,0 +1,158 @@
+"""Segmentation: fields -> a class at every grid point.
+
+Batch contract: ``{"x": (B, C, H, W), "y": (B, H, W) int64, -1 where unknown}``; inputs
+normalized per channel with the training split's statistics, missing inputs set to 0.
+
+Loss: cross-entropy over the known points (optionally class-weighted, e.g. "balanced"),
+plus ``dice_weight`` times the soft Dice loss (Milletari et al. 2016, V-Net, Eq. 1)
+averaged over the classes present, which keeps rare classes (heavy rain) from vanishing.
+Metrics: pixel accuracy, intersection over union of every class and their mean (mIoU).
+Baselines: the majority class everywhere and, for windows of the field that the classes
+are made from, persistence: the classes of the last input frame by the same rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from esszoo.data.dataset import SplitData, Table
+from esszoo.data.labels import RULES
+from esszoo.errors import RecipeError
+from esszoo.optim import configure_optimizer
+from esszoo.predictor import Predictor
+from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.tasks.classification import channel_stats, confusion_matrix
+from esszoo.tasks.logging import EpochMean
+
+
+class SegmentationTask(L.LightningModule):
+    """Train `net` to classify every grid point."""
+
+    name = "segmentation"
+    data_kind = "windows"
+    plot_file = "segmentation.png"
+
+    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+        super().__init__()
+        if spec.loss not in (None, "cross_entropy"):
+            raise RecipeError(
+                f"task.loss '{spec.loss}' does not fit segmentation",
+                "cross-entropy (plus task.dice_weight times Dice) is its loss",
+            )
+        self.net = net
+        self.spec = spec
+        self.trainer_spec = trainer
+        self.stats: dict[str, torch.Tensor] = {}
+        self.register_buffer("class_weights", None)
+        self.train_loss = EpochMean("train_loss")
+
+    @staticmethod
+    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
+        return {"in_channels": data.train.x.shape[1], "out_channels": len(data.classes)}
+
+    def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
+        mean, std = channel_stats(data.train.x)
+        self.stats = {"input_mean": mean, "input_std": std}
+        count = len(data.classes)
+        if self.spec.class_weights == "balanced":
+            known = data.train.y[data.train.y >= 0]
+            counts = torch.bincount(known, minlength=count).double().clamp(min=1)
+            self.class_weights = (len(known) / (count * counts)).float()
+        elif self.spec.class_weights is not None:
+            self.class_weights = torch.tensor(self.spec.class_weights, dtype=torch.float32)
+        predictor = self.predictor()
+        return {
+            split: {"x": predictor.normalize(t.x), "y": t.y} for split, t in data.tables.items()
+        }
+
+    def predictor(self) -> Predictor:
+        return Predictor(self.net, **self.stats, fill_missing=True)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        loss = F.cross_entropy(logits, labels, weight=self.class_weights, ignore_index=-1)
+        if self.spec.dice_weight:
+            loss = loss + self.spec.dice_weight * soft_dice_loss(logits, labels)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
+        outputs = self.net(batch["x"])
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        loss = self._loss(outputs[0], batch["y"])
+        loss = loss + self.spec.aux_weight * sum(self._loss(o, batch["y"]) for o in outputs[1:])
+        self.train_loss.update(self, loss, len(batch["x"]), batch_index)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        self.log(
+            "val_loss", self._loss(self.net(batch["x"]), batch["y"]), on_epoch=True, prog_bar=True
+        )
+
+    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
+        return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
+
+    def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
+        count = len(data.classes)
+        known = data.train.y[data.train.y >= 0]
+        majority = int(torch.bincount(known, minlength=count).argmax())
+
+        def everywhere(table: Table) -> torch.Tensor:
+            logits = torch.zeros(len(table), count, *table.y.shape[1:])
+            logits[:, majority] = 1.0
+            return logits
+
+        found = {f"majority class ({data.classes[majority]})": everywhere}
+        rule = next((r for r in RULES.values() if r.classes == data.classes), None)
+        if rule is not None and rule.variable == data.inputs[0].standard_name:
+
+            def persistence(table: Table) -> torch.Tensor:
+                classes = torch.from_numpy(rule.function(table.x[:, -1].numpy())).clamp(min=0)
+                return F.one_hot(classes, count).permute(0, 3, 1, 2).float()
+
+            found["persistence"] = persistence
+        return found
+
+    def score(
+        self, logits: torch.Tensor, truth: torch.Tensor, data: SplitData, table: Any = None
+    ) -> dict[str, float]:
+        count = len(data.classes)
+        known = truth >= 0
+        matrix = confusion_matrix(logits.argmax(1)[known], truth[known], count).double()
+        intersection = matrix.diag()
+        union = matrix.sum(0) + matrix.sum(1) - intersection
+        iou = intersection / union.clamp(min=1)
+        present = matrix.sum(1) > 0
+        row = {
+            "pixel_acc": float(intersection.sum() / matrix.sum().clamp(min=1)),
+            "miou": float(iou[present].mean()),
+        }
+        row |= {f"iou_{name}": float(iou[i]) for i, name in enumerate(data.classes)}
+        return row
+
+    def plot(
+        self, predictions: dict[str, torch.Tensor], truth: torch.Tensor, data: SplitData, path: Path
+    ) -> None:
+        from esszoo.plots import class_map_panels
+
+        class_map_panels(predictions, truth, data, path)
+
+
+def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """1 - mean over classes of 2 |P n G| / (|P| + |G|), on softmax probabilities."""
+    count = logits.shape[1]
+    known = (labels >= 0).unsqueeze(1).float()
+    probability = logits.softmax(1) * known
+    target = F.one_hot(labels.clamp(min=0), count).permute(0, 3, 1, 2).float() * known
+    dims = (0, 2, 3)
+    intersection = (probability * target).sum(dims)
+    sizes = probability.sum(dims) + target.sum(dims)
+    present = target.sum(dims) > 0
+    dice = 2 * intersection / sizes.clamp(min=1e-6)
+    return 1 - dice[present].mean() if present.any() else logits.new_zeros(())

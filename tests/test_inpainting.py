@@ -1,0 +1,175 @@
+"""Inpainting: real gap patterns, classical baselines, Liu's losses, scores on the holes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from esszoo.data.dataset import SplitData, Table
+from esszoo.data.inpainting import inpainting_data
+from esszoo.data.masks import gap_patterns
+from esszoo.data.source import open_source
+from esszoo.data.splits import Split
+from esszoo.data.variables import Variable
+from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.tasks import infilling
+from esszoo.tasks.inpainting import InpaintingTask, total_variation
+
+LAT = np.linspace(-5, 5, 12)
+LON = np.arange(0, 360, 5.0)
+
+
+def test_gap_patterns_are_real_shapes_and_reproducible():
+    first = gap_patterns(LAT, LON, 6, seed=3)
+    again = gap_patterns(LAT, LON, 6, seed=3)
+    assert first.shape == (6, 12, 72) and np.array_equal(first, again)
+    assert 0.0 < first.mean() < 0.9
+    assert not np.array_equal(first[0], first[1])  # every draw its own place
+    clouds = gap_patterns(LAT, LON, 20, sources=("cloud",), seed=0)
+    covered = clouds.any(axis=1).mean(axis=1)
+    assert (covered < 0.6).all()  # the satellite sees one sector of the band
+
+
+def test_ostia_fields_get_gaps_over_ocean_with_truth_kept():
+    data = inpainting_data(
+        open_source("ostia"), variable="surface_temperature", train_gaps=2, eval_gaps=2
+    )
+    test = data.test
+    hidden = (test.mask == 0) & torch.isfinite(test.y)
+    assert hidden.float().mean() > 0.1  # ocean points hidden, their truth known
+    assert torch.isnan(test.x[hidden]).all()
+    assert torch.equal(test.x[test.mask > 0], test.y[test.mask > 0])
+    assert data.split.labels["test"][1].startswith("2010-09")
+    assert len(test) == 2 * (data.split.ranges["test"][1] - data.split.ranges["test"][0])
+
+
+def toy(fields: np.ndarray, mask: np.ndarray, times=None) -> SplitData:
+    """A SplitData whose three splits are the given fields (N, 1, H, W) and masks."""
+    lat, lon = np.linspace(-10, 10, fields.shape[-2]), np.linspace(0, 350, fields.shape[-1])
+    x = torch.from_numpy(np.where(mask, fields, np.nan)).float()
+    table = Table(
+        x,
+        torch.from_numpy(fields).float(),
+        torch.from_numpy(mask).float(),
+        {"time": times} if times is not None else {},
+    )
+    split = Split("time", {s: (0, len(fields)) for s in ("train", "val", "test")}, {})
+    return SplitData(
+        [Variable("sst", "K")],
+        [Variable("sst", "K")],
+        {"train": table, "val": table, "test": table},
+        split,
+        ("time", "lat", "lon"),
+        {},
+        grid={"lat": lat, "lon": lon},
+    )
+
+
+def test_linear_interpolation_recovers_a_linear_field_in_its_holes():
+    lat, lon = np.meshgrid(np.linspace(-10, 10, 9), np.linspace(0, 350, 36), indexing="ij")
+    field = (280 + 0.5 * lat)[None, None] * np.ones((2, 1, 1, 1))
+    mask = np.ones_like(field, dtype=bool)
+    mask[:, :, 3:6, 10:20] = False
+    data = toy(field, mask)
+    filled = infilling.interpolation(data, "linear")(data.test).numpy()
+    assert np.allclose(filled, field, atol=1e-6)
+
+
+def test_dineof_fills_a_low_rank_record():
+    rng = np.random.default_rng(0)
+    patterns = rng.normal(size=(2, 1, 8, 20))
+    amplitudes = rng.normal(size=(30, 2))
+    fields = 290 + np.einsum("tk,kchw->tchw", amplitudes, patterns)
+    mask = rng.random(fields.shape) > 0.3
+    data = toy(fields, mask)
+    filled = infilling.dineof(data)(data.test).numpy()
+    hidden = ~mask
+    error = np.sqrt(np.mean((filled[hidden] - fields[hidden]) ** 2))
+    anomaly = np.sqrt(np.mean((fields - fields.mean(0)) ** 2))  # the error of the mean field
+    assert error < 0.1 * anomaly
+
+
+def test_climatology_is_the_training_mean_of_the_same_month():
+    times = np.array(["2001-01-15", "2001-02-15", "2002-01-15"], dtype="datetime64[ns]")
+    fields = np.stack([np.full((1, 3, 4), v) for v in (1.0, 5.0, 3.0)])
+    data = toy(fields, np.ones_like(fields, dtype=bool), times)
+    predicted = infilling.climatology(data)(data.test)
+    assert predicted[0].unique().tolist() == [2.0]  # January: (1 + 3) / 2
+    assert predicted[1].unique().tolist() == [5.0]
+
+
+def test_scores_count_only_hidden_points_with_known_truth():
+    fields = np.full((2, 1, 6, 8), 290.0)
+    fields[:, :, 0, :] = np.nan  # land
+    mask = np.isfinite(fields)
+    mask[:, :, 2:4, 2:6] = False
+    data = toy(fields, mask)
+    task = InpaintingTask(torch.nn.Identity(), TaskSpec(name="inpainting"), TrainerSpec())
+    perfect = torch.from_numpy(np.nan_to_num(fields, nan=-1e9)).float()
+    scores = task.score(perfect, data.test.y, data, data.test)
+    assert scores["rmse"] == 0 and scores["area_mean_err"] == 0
+    off = perfect.clone()
+    off[:, :, 2:4, 2:6] += 2.0  # only the holes are wrong, by 2 K
+    scores = task.score(off, data.test.y, data, data.test)
+    assert scores["rmse"] == pytest.approx(2.0) and scores["bias"] == pytest.approx(2.0)
+    assert scores["area_mean_err"] > 0
+
+
+def test_total_variation_sees_only_the_dilated_holes():
+    field = torch.zeros(1, 1, 8, 8)
+    field[..., :, 4:] = 1.0  # a step
+    mask = torch.ones(1, 1, 8, 8)
+    known = torch.ones(1, 1, 8, 8)
+    assert total_variation(field, mask, known) == 0  # no hole, nothing counted
+    mask[..., 2:5, 3:5] = 0
+    assert total_variation(field, mask, known) > 0
+
+
+def test_perceptual_terms_without_vgg_weights_are_a_clear_error():
+    from esszoo.errors import RecipeError
+
+    spec = TaskSpec(name="inpainting", loss_weights={"perceptual": 0.05})
+    with pytest.raises(RecipeError, match="VGG-16 weights"):
+        InpaintingTask(torch.nn.Identity(), spec, TrainerSpec())
+
+
+def test_pconv_unet_fills_ostia_end_to_end_and_writes_a_flag(tmp_path):
+    from esszoo.predict import predict_file
+    from esszoo.train import train
+    from tests.conftest import write_recipe
+
+    recipe = {
+        "name": "fill",
+        "model": {
+            "name": "pconv_unet",
+            "config": "kadow2020",
+            "width": 4,
+            "encoder_layers": 2,
+            "padding": "earth",
+        },
+        "data": {
+            "source": "ostia",
+            "inputs": ["surface_temperature"],
+            "gaps": {"train": 1, "eval": 1},
+        },
+        "task": {"name": "inpainting", "anomalies": True},
+        "trainer": {"max_epochs": 1, "batch_size": 8, "progress_bar": False},
+        "out_dir": str(tmp_path / "runs"),
+    }
+    run_dir = train(write_recipe(tmp_path / "fill.yaml", recipe))
+    assert (run_dir / "reconstructions.png").is_file()
+    scores = (run_dir / "scores.csv").read_text()
+    for baseline in ("climatology", "linear interpolation", "DINEOF"):
+        assert baseline in scores
+    fields = open_source("ostia").isel(time=slice(-3, None)).load()
+    values = fields["surface_temperature"].values
+    for t in range(3):
+        values[t, 4:9, 60 + 40 * t : 120 + 40 * t] = np.nan
+    fields.to_netcdf(tmp_path / "gappy.nc")
+    out = xr.open_dataset(predict_file(run_dir, tmp_path / "gappy.nc", tmp_path / "filled.nc"))
+    filled = out["surface_temperature_filled"].values.astype(bool)
+    assert filled.sum() > 0 and np.isfinite(out["surface_temperature"].values[filled]).all()
+    land = np.isnan(values).all(axis=0)
+    assert np.isnan(out["surface_temperature"].values[:, land]).all()  # land stays missing

@@ -1,0 +1,127 @@
+"""Windows of fields: nowcasting as translation (volumes) and as segmentation (classes)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+from esszoo.data.labels import rain_intensity
+from esszoo.data.windows import window_data
+from esszoo.errors import DataError
+from tests.conftest import write_recipe
+
+
+def moving_storm(steps: int = 60) -> xr.Dataset:
+    """A rain cell drifting east by one point every 5 minutes (5-minute sums in mm)."""
+    y, x = np.mgrid[0:16, 0:20]
+    frames = [np.exp(-((x - (t % 20)) ** 2 + (y - 8) ** 2) / 8.0) * 1.5 for t in range(steps)]
+    times = pd.date_range("2018-05-10", periods=steps, freq="5min")
+    field = xr.DataArray(
+        np.array(frames, dtype=np.float32),
+        dims=("time", "y", "x"),
+        attrs={"standard_name": "rainfall_amount", "units": "kg"},
+    )
+    return xr.Dataset({"rain": field}, coords={"time": times})
+
+
+def test_rain_intensity_follows_the_ams_thresholds():
+    amounts = np.array([[0.0, 0.1 / 12, 3.0 / 12, 8.0 / 12, np.nan]])
+    assert rain_intensity(amounts).tolist() == [[0, 1, 2, 3, -1]]
+
+
+def test_windows_stay_inside_their_split():
+    data = window_data(
+        moving_storm(), inputs=["rain"], past=3, future=2, stride=1, train=0.5, val=0.25, test=0.25
+    )
+    assert data.train.x.shape == (26, 3, 16, 20) and data.train.y.shape == (26, 2, 16, 20)
+    last_train_input = data.train.coords["time"][-1]
+    first_val_input = data.val.coords["time"][0]
+    assert last_train_input < np.datetime64("2018-05-10T02:30")  # train block: 30 frames
+    assert first_val_input >= np.datetime64("2018-05-10T02:40")
+    # a target frame is the frame that follows the inputs
+    assert torch.allclose(data.train.y[0, 0], data.train.x[1, 2])
+
+
+def test_volumes_and_class_maps():
+    volumes = window_data(
+        moving_storm(),
+        inputs=["rain"],
+        past=4,
+        future=4,
+        volume=True,
+        train=0.5,
+        val=0.25,
+        test=0.25,
+    )
+    assert volumes.train.x.shape[1:] == (1, 4, 16, 20)
+    classes = window_data(
+        moving_storm(),
+        inputs=["rain"],
+        past=2,
+        future=3,
+        point_rule="rain_intensity",
+        train=0.5,
+        val=0.25,
+        test=0.25,
+    )
+    assert classes.train.y.dtype == torch.int64 and classes.classes[0] == "none"
+    assert set(classes.train.y.unique().tolist()) <= {0, 1, 2, 3}
+
+
+def test_a_window_longer_than_a_split_is_refused():
+    with pytest.raises(DataError, match="fewer than a window"):
+        window_data(
+            moving_storm(20), inputs=["rain"], past=6, future=6, train=0.5, val=0.25, test=0.25
+        )
+
+
+def train_tiny(tmp_path, model: dict, task: dict, extra: dict) -> list[dict]:
+    from esszoo.train import train
+
+    moving_storm().to_netcdf(tmp_path / "storm.nc")
+    recipe = {
+        "name": "tiny",
+        "model": model,
+        "data": {
+            "source": str(tmp_path / "storm.nc"),
+            "inputs": ["rain"],
+            "split": {"train": 0.5, "val": 0.25, "test": 0.25},
+        }
+        | extra,
+        "task": task,
+        "trainer": {"max_epochs": 1, "batch_size": 8, "progress_bar": False},
+        "out_dir": str(tmp_path / "runs"),
+    }
+    run_dir = train(write_recipe(tmp_path / "tiny.yaml", recipe))
+    with open(run_dir / "scores.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_volume_to_volume_nowcast_beside_persistence(tmp_path):
+    rows = train_tiny(
+        tmp_path,
+        {"name": "unet3d", "width": 2},
+        {"name": "translation"},
+        {"window": {"past": 4, "future": 4, "stride": 2}},
+    )
+    names = [row["predictor"] for row in rows]
+    assert names == ["unet3d", "baseline: linear regression", "baseline: persistence"]
+    assert all(float(row["rmse"]) >= 0 for row in rows)
+
+
+def test_segmentation_of_rain_intensity_beside_persistence(tmp_path):
+    rows = train_tiny(
+        tmp_path,
+        {"name": "unet", "width": 4},
+        {"name": "segmentation", "class_weights": "balanced"},
+        {"window": {"past": 2, "future": 2, "stride": 2}, "label_rule": "rain_intensity"},
+    )
+    names = [row["predictor"] for row in rows]
+    assert names[0] == "unet" and "baseline: persistence" in names
+    assert names[1].startswith("baseline: majority class")
+    assert {"miou", "iou_heavy", "pixel_acc"} <= set(rows[0])
