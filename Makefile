@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The CPU build of torch 2.13.0 lies on this project's machines; elsewhere any torch >= 2.13 works.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test bench lint clean
+.PHONY: demo demo-emulator test bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
+# The main job: reconstruct missing sea surface temperature (OSTIA) with partial
+# convolutions, beside climatology, interpolation and iterative-EOF baselines.
 demo: $(VENV)/.installed
-	$(BIN)/esszoo data get tmy3
+	$(BIN)/esszoo train recipes/inpaint_ostia.yaml --overwrite
+
+# The first example of the tour: an MLP (and a hybrid) emulating hand-written physics.
+demo-emulator: $(VENV)/.installed
 	$(BIN)/esszoo train recipes/emulate_precip.yaml --overwrite
 	$(BIN)/esszoo train recipes/emulate_precip_hybrid.yaml --overwrite
 	$(BIN)/esszoo compare runs/emulate_precip runs/emulate_precip_hybrid

@@ -23,6 +23,9 @@ SECTIONS = {
     "radar_scenes": "Classification of real radar scenes against the majority class",
     "cnn_train_step": "CNN training steps: overhead (goal at most 1.03), FLOP/s (goal at least "
     "40% of the bf16 conv peak), defaults over naive fp32 eager (goal at least 1.7x)",
+    "unet": "UNet: training step overhead (goal at most 1.03), FLOP/s (goal at least 60% of the "
+    "bf16 conv peak), memory on global grids",
+    "encoder_decoder_cases": "Inpainting, segmentation and volume-to-volume on real data",
 }
 RESULTS = ROOT / "benchmarks" / "results"
 

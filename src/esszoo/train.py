@@ -278,17 +278,19 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         task.load_state_dict(state)
     predictor = task.predictor().cpu().float().eval()
-    rows, predictions = score_rows(task, predictor, data, "test", model_label=model_label(recipe))
-    write_csv(rows, run_dir / "scores.csv")
-    plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)
-    task.plot(predictions, data.test.y, data, run_dir / task.plot_file)
+    # the model is saved before it is scored, so a failing baseline loses nothing
     checkpoint.save(
         predictor,
         run_dir,
         **describe_run(recipe, data, trainer, history),
     )
+    rows, predictions = score_rows(task, predictor, data, "test", model_label=model_label(recipe))
+    write_csv(rows, run_dir / "scores.csv")
+    plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)
+    task.plot(predictions, data.test.y, data, run_dir / task.plot_file)
     print_table(rows, f"{recipe.name}: test split ({len(data.test)} samples)")
     print(f"run written to {run_dir}")
+    print(f"maps and plots: {run_dir / task.plot_file}, {run_dir / 'loss_curve.png'}")
     return run_dir
 
 

@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 import torch
 from scipy.interpolate import griddata
 
@@ -93,12 +94,15 @@ def dineof(
 ):
     train = data.train.y.double().numpy()
     sea = np.isfinite(train).all(axis=0)  # points every training field has
+    # each training field appears once per gap pattern drawn for it: keep one of each
+    train = train[np.unique(train[:, sea], axis=0, return_index=True)[1]]
 
     def reconstruct(matrix: np.ndarray, known: np.ndarray, modes: int) -> np.ndarray:
         filled = np.where(known, matrix, 0.0)
         scale = np.sqrt(np.mean(filled[known] ** 2)) or 1.0
         for _ in range(iterations):
-            u, s, vt = np.linalg.svd(filled, full_matrices=False)
+            # LAPACK's gesvd: slower than the default gesdd, but it converges where that fails
+            u, s, vt = scipy.linalg.svd(filled, full_matrices=False, lapack_driver="gesvd")
             low_rank = (u[:, :modes] * s[:modes]) @ vt[:modes]
             change = np.sqrt(np.mean((low_rank[~known] - filled[~known]) ** 2))
             filled[~known] = low_rank[~known]

@@ -1,0 +1,186 @@
+"""UNet: training step overhead and FLOP/s on real radar data; memory on a global grid.
+
+Step and FLOP/s: the recipe recipes/radar_intensity_unet.yaml (3 frames of DWD RADOLAN at
+2 km, 95 x 114, 4 classes) with the paper's width 64, batch 16: esszoo's Trainer (its
+default bf16 autocast and channels-last on this CPU) against a plain PyTorch loop with
+the same model, batches, precision, layout, AdamW and cosine schedule; median step times;
+FLOPs of a step counted by torch.utils.flop_counter, against the measured bf16 convolution
+peak of cnn_train_step.
+
+Memory: the peak resident memory of a process that trains a UNet (width 64, one input and
+one output channel, bf16 autocast, channels-last) for two steps at batch 1 on a global
+grid, measured in a fresh process per grid (ru_maxrss). The largest grid that trains in
+24 GiB is extrapolated from the measured sizes (memory grows linearly with the points)
+and checked by training at the last measured size.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks.cnn_train_step import STEPS, WARMUP, conv_peak_flops
+from benchmarks.common import ROOT, table
+from benchmarks.train_step import StepTimer
+from esszoo.data.batches import TensorBatches
+from esszoo.optim import configure_optimizer
+from esszoo.recipe import load_recipe
+from esszoo.registry import create_model
+from esszoo.run import build_data, build_task
+from esszoo.train import ChannelsLast, make_trainer, resolve_precision
+
+RECIPE = ROOT / "recipes" / "radar_intensity_unet.yaml"
+GRIDS = [(181, 360), (361, 720), (721, 1440)]
+MEMORY_LIMIT_GIB = 24
+
+MEMORY_CHILD = """
+import resource, sys, torch
+from esszoo.registry import create_model
+height, width = int(sys.argv[1]), int(sys.argv[2])
+torch.manual_seed(0)
+net = create_model("unet", in_channels=1, out_channels=1).to(memory_format=torch.channels_last)
+optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+x = torch.randn(1, 1, height, width).contiguous(memory_format=torch.channels_last)
+for _ in range(2):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = net(x).float().square().mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+"""
+
+
+def _net(classes: int, channels: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("unet", in_channels=channels, out_channels=classes, width=64)
+
+
+def hand_written(tensors, recipe, classes: int, channels: int) -> float:
+    model = _net(classes, channels).to(memory_format=torch.channels_last)
+
+    class Steps:
+        estimated_stepping_batches = 1000
+
+    config = configure_optimizer(model.parameters(), recipe.trainer, Steps())
+    optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    x, y, batch = tensors["x"], tensors["y"], recipe.trainer.batch_size
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    starts = []
+    for step in range(WARMUP + STEPS + 1):
+        starts.append(time.perf_counter())
+        rows = order[step * batch : (step + 1) * batch]
+        inputs = x[rows].contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(inputs).float(), y[rows], ignore_index=-1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    steps = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    return statistics.median(steps[WARMUP:])
+
+
+def esszoo_step(data, recipe, classes: int, channels: int) -> float:
+    task = build_task(recipe, _net(classes, channels))
+    tensors = task.prepare(data)
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = make_trainer(
+            recipe,
+            Path(folder),
+            [timer, ChannelsLast()],
+            limit_train_batches=WARMUP + STEPS + 2,
+            limit_val_batches=0,
+            max_epochs=1,
+        )
+        trainer.fit(task, TensorBatches(tensors["train"], recipe.trainer.batch_size, shuffle=True))
+    return statistics.median(timer.steps[WARMUP:])
+
+
+def memory_gib(height: int, width: int) -> float:
+    result = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(height), str(width)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def run() -> str:
+    recipe = load_recipe(
+        RECIPE, ["trainer.progress_bar=false", "trainer.early_stopping=null", "model.width=64"]
+    )
+    precision = resolve_precision(recipe.trainer.precision, "cpu")
+    data = build_data(recipe)
+    classes, channels = len(data.classes), data.train.x.shape[1]
+    tensors = build_task(recipe, _net(classes, channels)).prepare(data)["train"]
+    ours = esszoo_step(data, recipe, classes, channels)
+    hand = hand_written(tensors, recipe, classes, channels)
+    model = _net(classes, channels)
+    counter = FlopCounterMode(display=False)
+    batch = recipe.trainer.batch_size
+    with counter:
+        F.cross_entropy(
+            model(data.train.x[:batch].nan_to_num()), data.train.y[:batch], ignore_index=-1
+        ).backward()
+    achieved = counter.get_total_flops() / ours
+    peak = conv_peak_flops()
+    step_table = table(
+        [
+            "model",
+            "precision",
+            "hand-written ms/step",
+            "esszoo ms/step",
+            "esszoo / hand",
+            "achieved GFLOP/s",
+            "of bf16 conv peak",
+        ],
+        [
+            [
+                "unet (width 64), 95 x 114, batch 16",
+                precision,
+                hand * 1e3,
+                ours * 1e3,
+                ours / hand,
+                achieved / 1e9,
+                f"{100 * achieved / peak:.0f}%",
+            ]
+        ],
+    )
+    measured = [(h, w, memory_gib(h, w)) for h, w in GRIDS]
+    points = torch.tensor([[h * w, 1.0] for h, w, _ in measured], dtype=torch.float64)
+    gib = torch.tensor([m for *_, m in measured], dtype=torch.float64)
+    slope, offset = torch.linalg.lstsq(points, gib[:, None]).solution[:, 0].tolist()
+    largest = (MEMORY_LIMIT_GIB - offset) / slope
+    side = int((largest / 2) ** 0.5)  # a 1:2 latitude-longitude grid
+    memory_rows = [[f"{h} x {w}", h * w, f"{m:.2f}"] for h, w, m in measured]
+    memory_table = table(["grid", "points", "peak GiB (batch 1, training)"], memory_rows)
+    summary = (
+        f"Memory grows by {slope * 1e6 * 1024:.0f} MiB per million points (fit over the "
+        f"measured grids, offset {offset:.2f} GiB). The largest 1:2 grid that trains in "
+        f"{MEMORY_LIMIT_GIB} GiB: about {side} x {2 * side} "
+        f"({largest / 1e6:.1f} million points; extrapolated)."
+    )
+    return "\n\n".join(
+        [
+            step_table,
+            f"Measured bf16 convolution peak: {peak / 1e9:.0f} GFLOP/s.",
+            memory_table,
+            summary,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(json.dumps(run()) if "--json" in sys.argv else run())
