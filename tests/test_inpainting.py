@@ -91,6 +91,29 @@ def test_dineof_fills_a_low_rank_record():
     assert error < 0.1 * anomaly
 
 
+def test_dineof_never_fills_a_time_from_its_own_copies():
+    # a test field outside the training span, scored twice under complementary gaps: one
+    # matrix holding both copies would recover it almost exactly; a record has it once
+    rng = np.random.default_rng(1)
+    train = 290 + rng.normal(size=(20, 1, 1, 1)) * rng.normal(size=(1, 1, 6, 10))
+    field = 290 + rng.normal(size=(1, 1, 6, 10))
+    half = np.zeros((1, 1, 6, 10), dtype=bool)
+    half[..., :, :5] = True
+    test = np.concatenate([field, field])
+    mask = np.concatenate([half, ~half])
+    times = np.array(["2001-01-15"] * 2, dtype="datetime64[ns]")
+    data = toy(train, np.ones_like(train, dtype=bool))
+    data.tables["test"] = Table(
+        torch.from_numpy(np.where(mask, test, np.nan)).float(),
+        torch.from_numpy(test).float(),
+        torch.from_numpy(mask).float(),
+        {"time": times},
+    )
+    filled = infilling.dineof(data)(data.test).numpy()
+    error = np.sqrt(np.mean((filled[~mask] - test[~mask]) ** 2))
+    assert error > 0.5  # the noise under each hole stays unknown
+
+
 def test_climatology_is_the_training_mean_of_the_same_month():
     times = np.array(["2001-01-15", "2001-02-15", "2002-01-15"], dtype="datetime64[ns]")
     fields = np.stack([np.full((1, 3, 4), v) for v in (1.0, 5.0, 3.0)])
@@ -98,6 +121,40 @@ def test_climatology_is_the_training_mean_of_the_same_month():
     predicted = infilling.climatology(data)(data.test)
     assert predicted[0].unique().tolist() == [2.0]  # January: (1 + 3) / 2
     assert predicted[1].unique().tolist() == [5.0]
+
+
+def test_climatology_gives_points_never_trained_on_the_mean_of_all_points():
+    fields = np.full((2, 1, 3, 4), 290.0)
+    fields[:, :, 0, 0] = np.nan  # never seen in training, but observed later
+    fields[:, :, 2, :] = 294.0
+    data = toy(fields, np.isfinite(fields))
+    predicted = infilling.climatology(data)(data.test)
+    assert predicted[0, 0, 0, 0].item() == pytest.approx(np.nanmean(fields))  # not 0 K
+    assert predicted[0, 0, 2, 1].item() == pytest.approx(294.0)
+
+
+def test_model_output_enters_as_anomalies_on_the_observed_ocean():
+    from esszoo.data.inpainting import _model_fields
+
+    # the model on a coarse grid, with a coarse coastline where the observations see ocean
+    model_lat, model_lon = np.linspace(-6, 6, 5), np.arange(0, 360, 3.0)
+    rng = np.random.default_rng(0)
+    values = 300 + rng.normal(size=(4, 5, 120))
+    values[:, 2, 10:14] = np.nan  # model land
+    times = np.array(["2015-01-15", "2015-02-15", "2015-03-15", "2015-04-15"], "datetime64[ns]")
+    model = xr.Dataset(
+        {"tos": (("time", "lat", "lon"), values, {"units": "K"})},
+        coords={"time": times, "lat": model_lat, "lon": model_lon},
+    )
+    observed_mean = np.full((len(LAT), len(LON)), 295.0)
+    observed_mean[:, 0] = np.nan  # land of the observations
+    fields, field_times = _model_fields(model, "tos", "time", LAT, LON, observed_mean)
+    assert fields.shape == (4, len(LAT), len(LON)) and np.array_equal(field_times, times)
+    ocean = np.isfinite(observed_mean)
+    assert np.isfinite(fields[:, ocean]).all()  # no hole left by the model's coast
+    assert np.isnan(fields[:, ~ocean]).all()
+    assert np.allclose(fields.mean(0)[ocean], 295.0, atol=1e-3)  # the observations' mean
+    assert fields.std(0)[ocean].min() > 0.1  # the model's own variability
 
 
 def test_scores_count_only_hidden_points_with_known_truth():

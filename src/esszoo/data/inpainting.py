@@ -7,10 +7,15 @@ are each paired with `train_gaps` patterns (a fresh draw per pairing); validatio
 test fields with `eval_gaps` fixed patterns, so every model and baseline sees the same
 holes. Optionally the training fields come from another source (`train_on`): model
 output regridded to the observation grid, as Kadow et al. (2020) trained on simulations
-and repaired observations.
+and repaired observations. Each record is kept as anomalies from its own mean, as Kadow
+et al. reconstruct anomalies of every record against its own climatology: the model's
+fields enter as their anomalies added to the observations' training-period mean, on the
+observations' ocean.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -77,7 +82,10 @@ def inpainting_data(
     split = contiguous_split(times, split_dim, train, val, test)
     sources = {name: (values[split.indices(name)], times[split.indices(name)]) for name in SPLITS}
     if train_on is not None:
-        sources["train"] = _regridded(train_on, train_variable or variable, split_dim, lat, lon)
+        observed_mean = _mean(sources["train"][0])
+        sources["train"] = _model_fields(
+            train_on, train_variable or variable, split_dim, lat, lon, observed_mean
+        )
 
     count = {"train": train_gaps, "val": eval_gaps, "test": eval_gaps}
     tables, dropped = {}, {}
@@ -111,14 +119,39 @@ def inpainting_data(
     )
 
 
-def _regridded(
-    dataset: xr.Dataset, variable: str, dim: str, lat: np.ndarray, lon: np.ndarray
+def _mean(fields: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # points never observed (land) have no mean: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(fields, axis=0)
+
+
+def _model_fields(
+    dataset: xr.Dataset,
+    variable: str,
+    dim: str,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    observed_mean: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Another source's fields (e.g. model output) on the target grid, nearest neighbour."""
+    """Another source's fields (e.g. model output) on the target grid, nearest neighbour.
+
+    Every target point takes the nearest point where the model has a value (so that the
+    model's coarser coastline leaves no hole in the observations' ocean); the fields are
+    then the model's anomalies from its own mean added to `observed_mean`, NaN wherever
+    the observations never have a value.
+    """
     values, array = _fields(dataset, variable, dim)
     source_lat, source_lon = _lat_lon(array)
     if source_lat.ndim == 1:
         source_lat, source_lon = np.meshgrid(source_lat, source_lon, indexing="ij")
-    target_lat, target_lon = np.meshgrid(lat, lon, indexing="ij")
-    regrid = NearestRegridder(source_lat, source_lon, target_lat, target_lon, max_distance_deg=1.5)
-    return regrid(values).astype(np.float32), array[dim].values
+    has_value = np.isfinite(values).any(axis=0)
+    source_lat = np.where(has_value, source_lat, np.nan)  # points without coordinates are
+    target_lat, target_lon = np.meshgrid(lat, lon, indexing="ij")  # left out of the search
+    regrid = NearestRegridder(source_lat, source_lon, target_lat, target_lon, max_distance_deg=5)
+    fields = regrid(values)
+    if not np.isfinite(fields).any():
+        raise DataError(
+            f"'{variable}' of the training source has no value within 5 degrees of the grid",
+            "train on a source that covers the region of the data",
+        )
+    return (fields - _mean(fields) + observed_mean).astype(np.float32), array[dim].values

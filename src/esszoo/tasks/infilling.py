@@ -4,7 +4,7 @@ Each method takes a table of fields with hidden points (x: NaN where not observe
 1 where observed) and returns complete fields in physical units:
 
 - climatology: the mean of the training fields for the same calendar month at each grid
-  point (the mean of all training fields where a month is absent);
+  point (the mean of all training fields where a month or the point is absent);
 - nearest and linear interpolation of the observed points of each field (scipy's
   griddata on latitude-longitude, with longitudes repeated across the dateline so that
   the grid wraps; linear leaves no point outside the observed points' hull, nearest fills
@@ -13,7 +13,9 @@ Each method takes a table of fields with hidden points (x: NaN where not observe
   Oceanic Technol. 20, 1839-1856): the training fields and the gapped fields form one
   (sample x ocean point) matrix of anomalies; hidden entries start at zero and are
   replaced, until they settle, by a reconstruction from the leading k EOFs; k is chosen by
-  cross-validation on observed points held out for it.
+  cross-validation on observed points held out for it. A time step scored under several
+  gap patterns goes into a separate matrix for each pattern, so the copies never fill one
+  another's holes.
 """
 
 from __future__ import annotations
@@ -34,12 +36,17 @@ def climatology(data: SplitData, time_dim: str = "time"):
     times = data.train.coords.get(time_dim)
     with warnings.catch_warnings():  # points never observed (land) have no mean: NaN
         warnings.simplefilter("ignore", RuntimeWarning)
+        # a point without training values takes the mean over all points of its channel
         overall = np.nanmean(train, axis=0)
+        overall = np.where(
+            np.isnan(overall), np.nanmean(train, axis=(0, 2, 3))[:, None, None], overall
+        )
         by_month = {}
         if times is not None and np.issubdtype(np.asarray(times).dtype, np.datetime64):
             months = pd.DatetimeIndex(times).month
             for month in np.unique(months):
-                by_month[month] = np.nanmean(train[months == month], axis=0)
+                field = np.nanmean(train[months == month], axis=0)
+                by_month[month] = np.where(np.isnan(field), overall, field)
 
     def predict(table: Table) -> torch.Tensor:
         sample_times = table.coords.get(time_dim)
@@ -87,6 +94,7 @@ MODE_CHOICES = (1, 2, 3, 5, 8, 12, 20)
 
 def dineof(
     data: SplitData,
+    time_dim: str = "time",
     held_out: float = 0.03,
     iterations: int = 50,
     tolerance: float = 1e-4,
@@ -94,6 +102,7 @@ def dineof(
 ):
     train = data.train.y.double().numpy()
     sea = np.isfinite(train).all(axis=0)  # points every training field has
+    outside = climatology(data, time_dim)  # for points outside `sea`
     # each training field appears once per gap pattern drawn for it: keep one of each
     train = train[np.unique(train[:, sea], axis=0, return_index=True)[1]]
 
@@ -110,11 +119,11 @@ def dineof(
                 break
         return filled
 
-    def predict(table: Table) -> torch.Tensor:
-        x = table.x.double().numpy()
-        observed = np.broadcast_to(table.mask.numpy() > 0, x.shape) & np.isfinite(x)
-        rows = np.concatenate([train[:, sea], x[:, sea]])  # (N_train + N, points)
-        known = np.concatenate([np.ones_like(train[:, sea], bool), observed[:, sea]])
+    def fill(x: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """The sea points of gapped fields (N, points), from one matrix with the training
+        fields."""
+        rows = np.concatenate([train[:, sea], x])  # (N_train + N, points)
+        known = np.concatenate([np.ones_like(train[:, sea], bool), observed])
         mean = np.nanmean(np.where(known, rows, np.nan), axis=0)
         anomalies = np.where(known, rows - mean, 0.0)
         # choose the number of modes on observed points of the gapped fields held out for it
@@ -128,9 +137,23 @@ def dineof(
             error = np.sqrt(np.mean((trial[check] - anomalies[check]) ** 2))
             if error < best_error:
                 best, best_error = modes, error
-        filled = reconstruct(anomalies, known, best)[len(train) :] + mean
-        out = np.zeros_like(x)
-        out[:, sea] = filled
+        return reconstruct(anomalies, known, best)[len(train) :] + mean
+
+    def predict(table: Table) -> torch.Tensor:
+        x = table.x.double().numpy()
+        observed = np.broadcast_to(table.mask.numpy() > 0, x.shape) & np.isfinite(x)
+        out = outside(table).double().numpy()
+        # a record holds each time once: a time scored under several gap patterns enters
+        # one matrix per pattern, never beside its own copies (whose holes lie elsewhere)
+        times = table.coords.get(time_dim)
+        copy = (
+            np.zeros(len(x), int) if times is None else pd.Series(times).groupby(times).cumcount()
+        )
+        for k in np.unique(copy):
+            rows = np.flatnonzero(np.asarray(copy) == k)
+            block = out[rows]
+            block[:, sea] = fill(x[rows][:, sea], observed[rows][:, sea])
+            out[rows] = block
         return torch.from_numpy(out).float()
 
     return predict

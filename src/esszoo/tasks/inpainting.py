@@ -187,7 +187,7 @@ class InpaintingTask(L.LightningModule):
             "climatology": infilling.climatology(data, data.split.dim),
             "nearest interpolation": infilling.interpolation(data, "nearest"),
             "linear interpolation": infilling.interpolation(data, "linear"),
-            "iterative EOF (DINEOF)": infilling.dineof(data),
+            "iterative EOF (DINEOF)": infilling.dineof(data, data.split.dim),
         }
 
     def score(
