@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import csv
 import tempfile
+from pathlib import Path
+
+from PIL import Image
 
 from benchmarks.common import ROOT, table
 from esszoo.train import train
+
+FIGURES = ROOT / "benchmarks" / "results" / "figures"
 
 CASES = {
     "inpaint_ostia": ("rmse", "corr", "area_mean_err"),
@@ -40,11 +45,28 @@ def run() -> str:
             with open(run_dir / "metrics.csv") as handle:
                 epochs = len(list(csv.DictReader(handle)))
             body = [[row["predictor"], *(float(row[c]) for c in columns)] for row in rows]
+            figure = keep_figure(panel(run_dir), name)
             sections.append(
                 f"{name} ({epochs} epochs, {rows[0]['samples']} test samples)\n\n"
                 + table(["predictor", *columns], body)
+                + f"\n\n![{name}: test cases]({figure.relative_to(ROOT)})"
             )
     return "\n\n".join(sections)
+
+
+def panel(run_dir: Path) -> Path:
+    """The run's map panel (every plot but the loss curve)."""
+    return next(p for p in sorted(run_dir.glob("*.png")) if p.name != "loss_curve.png")
+
+
+def keep_figure(path: Path, name: str) -> Path:
+    """A copy small enough for the repository: half size, 256 colours."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    image = Image.open(path).convert("RGB")
+    image = image.resize((image.width // 2, image.height // 2), Image.LANCZOS)
+    target = FIGURES / f"{name}.png"
+    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(target, optimize=True)
+    return target
 
 
 if __name__ == "__main__":
