@@ -11,8 +11,8 @@ from esszoo.errors import ModelError
 from esszoo.models.cnn.fcn import Upsample2x
 
 TINY = {
-    "vgg16": dict(in_channels=3, num_classes=4, backbone="vgg16", width=4, head_width=16),
-    "resnet18": dict(in_channels=3, num_classes=4, backbone="resnet18", width=8),
+    "vgg16": dict(in_channels=3, out_channels=4, backbone="vgg16", width=4, head_width=16),
+    "resnet18": dict(in_channels=3, out_channels=4, backbone="resnet18", width=8),
 }
 
 
@@ -94,7 +94,7 @@ def test_torchvision_variant_counts_35_322_218_with_aux_and_32_957_013_without()
 def test_paper_vgg16_counts(variant, count):
     # VGG16 convolutions 14,714,688; fc6 102,764,544; fc7 16,781,312; score_fr 86,037;
     # each skip: a 1x1 score layer on pool4 (10,773) or pool3 (5,397) and a 21x21x4x4 deconv
-    assert esszoo.count_parameters("fcn", in_channels=3, num_classes=21, variant=variant) == count
+    assert esszoo.count_parameters("fcn", in_channels=3, out_channels=21, variant=variant) == count
 
 
 def test_torchvision_variant_has_torchvision_names_and_output_stride_8():
@@ -102,7 +102,7 @@ def test_torchvision_variant_has_torchvision_names_and_output_stride_8():
         model = esszoo.create_model(
             "fcn",
             in_channels=3,
-            num_classes=21,
+            out_channels=21,
             backbone="resnet50",
             variant="torchvision",
             aux=True,
@@ -162,7 +162,7 @@ def test_earth_padding_makes_the_net_equivariant_to_rolls_of_32_columns(backbone
 )
 def test_bad_configurations_say_what_to_change(arguments, message):
     with pytest.raises(ModelError, match=message):
-        esszoo.create_model("fcn", in_channels=3, num_classes=4, **arguments)
+        esszoo.create_model("fcn", in_channels=3, out_channels=4, **arguments)
 
 
 def test_an_empty_grid_names_the_minimum():

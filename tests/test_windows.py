@@ -10,6 +10,7 @@ import pytest
 import torch
 import xarray as xr
 
+import esszoo
 from esszoo.data.labels import rain_intensity
 from esszoo.data.windows import window_data
 from esszoo.errors import DataError
@@ -114,14 +115,18 @@ def test_volume_to_volume_nowcast_beside_persistence(tmp_path):
     assert all(float(row["rmse"]) >= 0 for row in rows)
 
 
-def test_segmentation_of_rain_intensity_beside_persistence(tmp_path):
+@pytest.mark.parametrize("name", esszoo.list_models(task="segmentation"))
+def test_segmentation_of_rain_intensity_beside_persistence(tmp_path, name):
+    # every segmentation model trains from a recipe: the data fix in_channels, out_channels
+    small = esszoo.model_card(name).small
+    arguments = {k: v for k, v in small.items() if k not in ("in_channels", "out_channels")}
     rows = train_tiny(
         tmp_path,
-        {"name": "unet", "width": 4},
+        {"name": name, **arguments},
         {"name": "segmentation", "class_weights": "balanced"},
         {"window": {"past": 2, "future": 2, "stride": 2}, "label_rule": "rain_intensity"},
     )
     names = [row["predictor"] for row in rows]
-    assert names[0] == "unet" and "baseline: persistence" in names
+    assert names[0] == name and "baseline: persistence" in names
     assert names[1].startswith("baseline: majority class")
     assert {"miou", "iou_heavy", "pixel_acc"} <= set(rows[0])

@@ -50,7 +50,7 @@ in ceil mode, as Caffe's; ResNet's strided convolutions with their padding), so 
 upsampled map covers the finer map of the skip and is cropped to it from the top-left
 corner, where both start (Caffe's Crop layer, offset 0 here), and the final upsampling
 covers the input grid and is cropped to it. Any grid of at least 1x1 works, 73x144 and
-18x432 included, and the output is (B, num_classes, H, W) exactly.
+18x432 included, and the output is (B, out_channels, H, W) exactly.
 
 Edges. Before each upsampling the score map gets a ring of one point, the edge value
 repeated, so the edges upsample as the interior does (a bilinear 2x deconvolution at its
@@ -195,10 +195,10 @@ def upsample_to_grid(
 class SkipFusion(nn.Module):
     """Figure 3: coarse scores upsampled 2x, plus the scores of a finer pool (Section 4.2)."""
 
-    def __init__(self, feature_channels: int, num_classes: int):
+    def __init__(self, feature_channels: int, out_channels: int):
         super().__init__()
-        self.upscore = Upsample2x(num_classes)
-        self.score = nn.Conv2d(feature_channels, num_classes, kernel_size=1)
+        self.upscore = Upsample2x(out_channels)
+        self.score = nn.Conv2d(feature_channels, out_channels, kernel_size=1)
 
     def forward(self, coarse: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
         fine = self.score(pool)  # (B, C, h, w) -> (B, K, h, w), h = ceil(H / s)
@@ -213,7 +213,7 @@ class FCN(nn.Module):
         self,
         *,
         in_channels: int,
-        num_classes: int,
+        out_channels: int,
         backbone: str = "vgg16",
         variant: str = "8s",
         width: int = 64,
@@ -243,10 +243,10 @@ class FCN(nn.Module):
         else:
             self.fc = nn.Identity()
             top_channels = pool5
-        self.score_fr = nn.Conv2d(top_channels, num_classes, kernel_size=1)
+        self.score_fr = nn.Conv2d(top_channels, out_channels, kernel_size=1)
         pool_channels = {"pool4": pool4, "pool3": pool3}
         self.skips = nn.ModuleDict(
-            {pool: SkipFusion(pool_channels[pool], num_classes) for pool in SKIPS[variant]}
+            {pool: SkipFusion(pool_channels[pool], out_channels) for pool in SKIPS[variant]}
         )
         self.output_stride = 32 // 2 ** len(self.skips)
         if zero_init_scores:
@@ -263,25 +263,25 @@ class FCN(nn.Module):
         # pool3, pool4, pool5: (B, C_s, ceil(H/s), ceil(W/s)) at s = 8, 16, 32
         pool3, pool4, pool5 = self.backbone.stages(x)[-3:]
         pools = {"pool4": pool4, "pool3": pool3}
-        score = self.score_fr(self.fc(pool5))  # (B, num_classes, H/32, W/32)
+        score = self.score_fr(self.fc(pool5))  # (B, out_channels, H/32, W/32)
         for pool, skip in self.skips.items():
-            score = skip(score, pools[pool])  # -> (B, num_classes, H/16, W/16), then H/8, W/8
+            score = skip(score, pools[pool])  # -> (B, out_channels, H/16, W/16), then H/8, W/8
         height, width = x.shape[-2:]
-        # (B, num_classes, H/output_stride, W/output_stride) -> (B, num_classes, H, W)
+        # (B, out_channels, H/output_stride, W/output_stride) -> (B, out_channels, H, W)
         return upsample_to_grid(score, self.output_stride, height, width, self.wrap_longitude)
 
 
 class FCNHead(nn.Sequential):
     """torchvision's head: 3x3 conv to a quarter of the channels, BN, ReLU, dropout, 1x1."""
 
-    def __init__(self, in_channels: int, num_classes: int):
+    def __init__(self, in_channels: int, out_channels: int):
         hidden = in_channels // 4
         super().__init__(
             nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(hidden),
             nn.ReLU(),
             nn.Dropout(HEAD_DROPOUT),
-            nn.Conv2d(hidden, num_classes, kernel_size=1),
+            nn.Conv2d(hidden, out_channels, kernel_size=1),
         )
 
 
@@ -292,7 +292,7 @@ class DilatedFCN(nn.Module):
         self,
         *,
         in_channels: int,
-        num_classes: int,
+        out_channels: int,
         backbone: str = "resnet50",
         aux: bool = False,
         width: int = 64,
@@ -301,15 +301,15 @@ class DilatedFCN(nn.Module):
         super().__init__()
         self.backbone = build_backbone(backbone, in_channels=in_channels, width=width, dilate=True)
         layer3, layer4 = self.backbone.feature_channels[-2:]
-        self.classifier = FCNHead(layer4, num_classes)
-        self.aux_classifier = FCNHead(layer3, num_classes) if aux else None
+        self.classifier = FCNHead(layer4, out_channels)
+        self.aux_classifier = FCNHead(layer3, out_channels) if aux else None
         set_padding(self, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         check_grid(x, MIN_SIZE, "fcn")
         *_, layer3, layer4 = self.backbone.stages(x)  # both (B, C, ceil(H/8), ceil(W/8))
         grid = x.shape[-2:]
-        # (B, C, H/8, W/8) -> (B, num_classes, H/8, W/8) -> (B, num_classes, H, W)
+        # (B, C, H/8, W/8) -> (B, out_channels, H/8, W/8) -> (B, out_channels, H, W)
         main = F.interpolate(self.classifier(layer4), grid, mode="bilinear", align_corners=False)
         if self.aux_classifier is None or not self.training:
             return main
@@ -328,7 +328,7 @@ class DilatedFCN(nn.Module):
         arxiv="1411.4038",
     ),
     reference=dict(
-        in_channels=3, num_classes=21, backbone="resnet50", variant="torchvision", aux=True
+        in_channels=3, out_channels=21, backbone="resnet50", variant="torchvision", aux=True
     ),
     reference_params=35_322_218,
     reference_note="torchvision's fcn_resnet50 with its auxiliary head, 21 classes (PASCAL "
@@ -339,7 +339,7 @@ class DilatedFCN(nn.Module):
     "134,346,581, FCN-16s 134,364,410, FCN-8s 134,376,863 (Table 1: 134M)",
     small=dict(
         in_channels=3,
-        num_classes=3,
+        out_channels=3,
         backbone="vgg16",
         variant="8s",
         width=4,
@@ -352,7 +352,7 @@ class DilatedFCN(nn.Module):
 def fcn(
     *,
     in_channels: int,
-    num_classes: int,
+    out_channels: int,
     backbone: str = "vgg16",
     variant: str = "8s",
     aux: bool = False,
@@ -381,7 +381,7 @@ def fcn(
             )
         return DilatedFCN(
             in_channels=in_channels,
-            num_classes=num_classes,
+            out_channels=out_channels,
             backbone=backbone,
             aux=aux,
             width=width,
@@ -394,7 +394,7 @@ def fcn(
         )
     return FCN(
         in_channels=in_channels,
-        num_classes=num_classes,
+        out_channels=out_channels,
         backbone=backbone,
         variant=variant,
         width=width,
