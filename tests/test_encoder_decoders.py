@@ -38,12 +38,21 @@ def test_output_grid_equals_the_input_grid(name, padding):
             assert model(torch.randn(1, 2, *grid)).shape == (1, 3, *grid)
 
 
-@pytest.mark.parametrize("name", ["autoencoder", "unet"])
-def test_a_quarter_degree_global_grid_goes_through(name):
-    model = tiny(name, width=1, padding="earth")
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("autoencoder", (1, 2, 721, 1440)),
+        ("unet", (1, 2, 721, 1440)),
+        ("deeplabv3plus", (1, 2, 721, 1440)),
+        ("unet3d", (1, 2, 3, 721, 1440)),  # three levels of a quarter-degree global field
+    ],
+)
+def test_a_quarter_degree_global_grid_goes_through(name, shape):
+    changes = {"backbone": "resnet18", "head_width": 4} if name == "deeplabv3plus" else {}
+    model = tiny(name, width=1, padding="earth", **changes)
     with torch.no_grad():
-        out = model(torch.randn(1, 2, 721, 1440))
-    assert out.shape == (1, 3, 721, 1440) and torch.isfinite(out).all()
+        out = model(torch.randn(*shape))
+    assert out.shape == (1, 3, *shape[2:]) and torch.isfinite(out).all()
 
 
 def roll_commutes(model, x, shift, *extra) -> bool:
