@@ -130,3 +130,71 @@ def test_segmentation_of_rain_intensity_beside_persistence(tmp_path, name):
     assert names[0] == name and "baseline: persistence" in names
     assert names[1].startswith("baseline: majority class")
     assert {"miou", "iou_heavy", "pixel_acc"} <= set(rows[0])
+
+
+def two_variables(steps: int = 60) -> xr.Dataset:
+    """The drifting storm and, at the same times, a field made from it (a 'sensor')."""
+    storm = moving_storm(steps)
+    sensor = (2.0 * storm["rain"] + 0.1).assign_attrs(units="kg", standard_name="sensor")
+    return storm.assign(sensor=sensor)
+
+
+def train_pairs(tmp_path, model: dict, data: dict) -> list[dict]:
+    from esszoo.train import train
+
+    recipe = {
+        "name": "pairs",
+        "model": model,
+        "data": {"source": str(tmp_path / "pairs.nc"), "inputs": ["rain"]} | data,
+        "task": {"name": "translation"},
+        "trainer": {"max_epochs": 1, "batch_size": 8, "progress_bar": False},
+        "out_dir": str(tmp_path / "runs"),
+    }
+    run_dir = train(write_recipe(tmp_path / "pairs.yaml", recipe))
+    with open(run_dir / "scores.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_one_variable_from_another_at_the_same_time(tmp_path):
+    two_variables().to_netcdf(tmp_path / "pairs.nc")
+    rows = train_pairs(tmp_path, {"name": "unet", "width": 2}, {"targets": ["sensor"]})
+    assert [row["predictor"] for row in rows] == ["unet", "baseline: linear regression"]
+    assert float(rows[1]["rmse"]) < 1e-4  # the sensor is a linear function of the rain
+
+
+def test_an_autoencoder_is_compared_with_as_many_eofs_as_its_code_has_numbers(tmp_path):
+    two_variables().to_netcdf(tmp_path / "pairs.nc")
+    model = {"name": "autoencoder", "width": 2, "depth": 2, "latent_channels": 1}
+    rows = train_pairs(tmp_path, model, {"split": {"train": 0.5, "val": 0.25, "test": 0.25}})
+    # code: 1 channel on a grid 4 times coarser, 4 x 5 = 20 numbers; 30 training fields
+    assert [row["predictor"] for row in rows] == [
+        "autoencoder",
+        "baseline: EOF truncation (20 modes)",
+    ]
+
+
+def test_eof_truncation_keeps_the_leading_modes():
+    from esszoo.data.dataset import Table
+    from esszoo.tasks.translation import eof_truncation
+
+    rng = np.random.default_rng(0)
+    patterns = rng.normal(size=(2, 1, 6, 7))
+    fields = torch.from_numpy(np.einsum("tk,kchw->tchw", rng.normal(size=(20, 2)), patterns))
+    table = Table(fields, fields)
+    assert torch.allclose(eof_truncation(fields, 2)(table), fields.float(), atol=1e-4)
+    assert not torch.allclose(eof_truncation(fields, 1)(table), fields.float(), atol=1e-2)
+
+
+def test_volumes_of_levels_go_to_volume_networks(tmp_path):
+    pairs = two_variables()
+    stacked = {
+        name: xr.concat([pairs[name] * (0.5**k) for k in range(3)], dim="level")
+        .transpose("time", "level", "y", "x")
+        .assign_attrs(pairs[name].attrs)
+        for name in ("rain", "sensor")
+    }
+    xr.Dataset(stacked).to_netcdf(tmp_path / "pairs.nc")
+    with pytest.raises(DataError, match="select one level"):
+        train_pairs(tmp_path, {"name": "unet", "width": 2}, {"targets": ["sensor"]})
+    rows = train_pairs(tmp_path, {"name": "unet3d", "width": 2}, {"targets": ["sensor"]})
+    assert [row["predictor"] for row in rows] == ["unet3d", "baseline: linear regression"]

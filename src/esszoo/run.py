@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from esszoo.data.dataset import SplitData
-from esszoo.data.fields import field_data
+from esszoo.data.fields import field_data, paired_fields
 from esszoo.data.inpainting import inpainting_data
 from esszoo.data.source import open_source
 from esszoo.data.tabular import tabular_data
@@ -61,21 +61,34 @@ def build_data(recipe: Recipe) -> SplitData:
             train_variable=train_on.variable if train_on else None,
         )
     if kind == "windows":
+        from esszoo.registry import model_card
+
         window = spec.window
+        volume = len(model_card(recipe.model.name).example_input) == 5
+        if window is None and task_class(recipe.task.name).same_time_pairs:
+            return paired_fields(
+                dataset,
+                inputs=spec.inputs,
+                targets=spec.targets or None,
+                volume=volume,
+                coarsen=spec.coarsen,
+                split_dim=spec.split.dim,
+                train=spec.split.train,
+                val=spec.split.val,
+                test=spec.split.test,
+            )
         if window is None:
             raise RecipeError(
                 f"task '{recipe.task.name}' learns from windows of fields: give data.window",
                 "e.g. window: {past: 6, future: 6, stride: 3}",
             )
-        from esszoo.registry import model_card
-
         return window_data(
             dataset,
             inputs=spec.inputs,
             past=window.past,
             future=window.future,
             stride=window.stride,
-            volume=len(model_card(recipe.model.name).example_input) == 5,
+            volume=volume,
             point_rule=spec.label_rule,
             coarsen=spec.coarsen,
             split_dim=spec.split.dim,

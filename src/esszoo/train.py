@@ -238,7 +238,6 @@ def make_trainer(
 
 def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     spec = recipe.trainer
-    write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
     L.seed_everything(spec.seed, workers=True, verbose=False)
     data = build_data(recipe)
     arguments = recipe.model.arguments()
@@ -256,6 +255,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
         )
     task = build_task(recipe, net)
     tensors = task.prepare(data)
+    # written once data and model are known good: a recipe whose data fail leaves no run
+    write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
     fields = tensors["train"]["x"].dim() > 2
     train_loader = TensorBatches(tensors["train"], spec.batch_size, shuffle=True, seed=spec.seed)
     val_loader = TensorBatches(tensors["val"], spec.batch_size if fields else 8192)

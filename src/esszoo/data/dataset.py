@@ -43,6 +43,7 @@ class SplitData:
     physics: str | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
     grid: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. lat, lon of fields
+    window: tuple[int, int] | None = None  # (past, future) frames of windows of fields
 
     @property
     def train(self) -> Table:

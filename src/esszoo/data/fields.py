@@ -1,4 +1,5 @@
-"""Fields for convolutional models: samples of 2-D grids, (N, C, H, W), with their labels.
+"""Fields for convolutional models: samples of 2-D grids, (N, C, H, W), with their labels,
+or with target fields of the same time steps (`paired_fields`).
 
 Each input variable is a channel; its dimensions are the sample dimension (time, or a
 sample index) and two grid dimensions (lat, lon or y, x). Labels are an integer variable
@@ -138,3 +139,77 @@ def _apply_rule(rule, arrays: list[xr.DataArray], dim: str) -> np.ndarray:
             for start in range(0, size, BLOCK)
         ]
     )
+
+
+def paired_fields(
+    dataset: xr.Dataset,
+    *,
+    inputs: list[str],
+    targets: list[str] | None = None,
+    volume: bool = False,
+    split_dim: str = "time",
+    train: float | list[str] = 0.7,
+    val: float | list[str] = 0.15,
+    test: float | list[str] = 0.15,
+    coarsen: dict[str, int] | None = None,
+) -> SplitData:
+    """Input fields and target fields of the same time steps, split in time.
+
+    One variable from others (e.g. a clean field from a noisy or coarse one), or, without
+    `targets`, every field from itself (an autoencoder's compression). Fields are (N, C, H,
+    W), or volumes (N, C, levels, H, W) for volume networks when the variables have a
+    level dimension. Samples whose inputs are all missing are dropped; missing points of
+    the targets stay NaN (not scored).
+    """
+    targets = targets or inputs
+    arrays = select_variables(dataset, list(dict.fromkeys([*inputs, *targets])), "input")
+    dims = tuple(arrays[0].dims)
+    grid_rank = 3 if volume else 2
+    if split_dim not in dims or len(dims) != grid_rank + 1:
+        wanted = f"({split_dim}, level, lat, lon)" if volume else f"({split_dim}, lat, lon)"
+        raise DataError(
+            f"the model takes fields {wanted}; '{arrays[0].name}' has {dims}",
+            "select one level per variable for 2-D models, or keep levels for volume models",
+        )
+    grid_dims = tuple(d for d in dims if d != split_dim)
+    arrays = {a.name: a.transpose(split_dim, *grid_dims) for a in arrays}
+    if coarsen:
+        unknown = [d for d in coarsen if d not in grid_dims]
+        if unknown:
+            raise DataError(f"data.coarsen names {unknown}, not grid dimensions {grid_dims}")
+        arrays = {name: a.coarsen(coarsen, boundary="trim").mean() for name, a in arrays.items()}
+    values = {name: _load_blocks(a, split_dim) for name, a in arrays.items()}
+    x_values = np.stack([values[name] for name in inputs], axis=1)
+    y_values = np.stack([values[name] for name in targets], axis=1)
+    times = dataset[split_dim].values if split_dim in dataset.coords else np.arange(len(x_values))
+    split = contiguous_split(times, split_dim, train, val, test)
+    tables, dropped = {}, {}
+    for name in SPLITS:
+        rows = np.arange(len(times))[split.indices(name)]
+        empty = ~np.isfinite(x_values[rows]).reshape(len(rows), -1).any(axis=1)
+        dropped[name] = int(empty.sum())
+        rows = rows[~empty]
+        tables[name] = Table(
+            x=torch.from_numpy(x_values[rows]),
+            y=torch.from_numpy(y_values[rows]),
+            coords={split_dim: times[rows]},
+        )
+    return SplitData(
+        inputs=[Variable.of(arrays[name]) for name in inputs],
+        targets=[Variable.of(arrays[name]) for name in targets],
+        tables=tables,
+        split=split,
+        dims=(split_dim, *grid_dims),
+        dropped=dropped,
+        grid=_lat_lon(arrays[inputs[0]]),
+    )
+
+
+def _lat_lon(array: xr.DataArray) -> dict[str, np.ndarray]:
+    """1-D latitude and longitude of a field, where it has them (for area weights)."""
+    found = {}
+    for key, names in {"lat": ("lat", "latitude"), "lon": ("lon", "longitude")}.items():
+        match = next((n for n in names if n in array.coords and array[n].ndim == 1), None)
+        if match is not None:
+            found[key] = np.asarray(array[match].values, dtype=np.float64)
+    return found

@@ -98,4 +98,5 @@ def window_data(
         dims=(split_dim, *grid),
         dropped={name: 0 for name in SPLITS},
         classes=classes,
+        window=(past, future),
     )

@@ -37,6 +37,7 @@ class SegmentationTask(L.LightningModule):
 
     name = "segmentation"
     data_kind = "windows"
+    same_time_pairs = False  # class maps come from windows with a point rule
     plot_file = "segmentation.png"
 
     def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):

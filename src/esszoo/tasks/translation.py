@@ -5,12 +5,18 @@ target is known}``; inputs and targets normalized per channel with the training 
 statistics, missing inputs set to 0 (the channel mean). Grids are (lat, lon) fields or
 (level, lat, lon) volumes.
 
+Data: windows of frames (the next frames from the last ones), or fields of the same time
+steps: targets from other variables, or, without targets, every field from itself (an
+autoencoder's compression).
+
 Loss: mean squared error over the known target points, weighted by cos(latitude) when
 the data have a latitude coordinate (every point then counts by its area).
 Metrics, in physical units over the known points: (latitude-weighted) RMSE and MAE, bias,
-correlation. Baselines: persistence (the last input frame, for windows of one variable,
-or identity where inputs and targets are the same variables) and linear regression of
-each target channel on the input channels, its coefficients shared by all points.
+correlation. Baselines: linear regression of each target channel on the input channels,
+its coefficients shared by all points; for windows of one variable, persistence (the
+last input frame). A field rebuilt from itself is compared, as Hinton & Salakhutdinov
+(2006) compared their codes with principal components, with its truncation to as many
+EOFs as the network's code has numbers (at most the training fields less one).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class TranslationTask(L.LightningModule):
 
     name = "translation"
     data_kind = "windows"
+    same_time_pairs = True  # without data.window: targets of the same time steps
     plot_file = "prediction_vs_truth.png"
 
     def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
@@ -106,11 +113,26 @@ class TranslationTask(L.LightningModule):
         return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
 
     def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
+        names = [[v.name for v in variables] for variables in (data.inputs, data.targets)]
+        if data.window is None and names[0] == names[1]:  # every field rebuilt from itself
+            code = self._code_size(data)
+            if code is None:
+                return {"identity": lambda table: table.x.nan_to_num()}
+            modes = min(code, len(data.train) - 1)
+            return {f"EOF truncation ({modes} modes)": eof_truncation(data.train.y, modes)}
         found = {"linear regression": pooled_linear_regression(data.train.x, data.train.y)}
-        same_variable = data.inputs[0].name == data.targets[0].name
-        if same_variable:
+        if data.window is not None and names[0][0] == names[1][0]:
             found["persistence"] = persistence
         return found
+
+    def _code_size(self, data: SplitData) -> int | None:
+        """How many numbers the network's code keeps per sample (networks with `encode`)."""
+        if not hasattr(self.net, "encode"):
+            return None
+        parameter = next(self.net.parameters())
+        sample = torch.zeros(data.train.x[:1].shape, device=parameter.device, dtype=parameter.dtype)
+        with torch.no_grad():
+            return self.net.encode(sample).numel()
 
     def score(
         self, prediction: torch.Tensor, truth: torch.Tensor, data: SplitData, table: Any = None
@@ -140,6 +162,28 @@ def persistence(table: Table) -> torch.Tensor:
     frames = table.y.shape[2] if x.dim() == 5 else table.y.shape[1]
     repeats = [1, 1, frames, 1, 1] if x.dim() == 5 else [1, frames, 1, 1]
     return last.repeat(*repeats).nan_to_num()
+
+
+def eof_truncation(train: torch.Tensor, modes: int) -> Callable[[Table], torch.Tensor]:
+    """Fields projected on the leading `modes` EOFs of the training fields (N, C, *grid).
+
+    The EOFs span the points every training field has; a missing input point enters the
+    projection as the training mean, and points outside the span keep the training mean.
+    """
+    flat = train.reshape(len(train), -1).double()
+    span = torch.isfinite(flat).all(0)
+    mean = flat.nanmean(0).nan_to_num()
+    anomalies = flat[:, span] - mean[span]
+    eofs = torch.linalg.svd(anomalies, full_matrices=False).Vh[:modes]  # (modes, points)
+
+    def predict(table: Table) -> torch.Tensor:
+        x = table.x.reshape(len(table.x), -1).double()[:, span]
+        x = torch.where(torch.isfinite(x), x, mean[span]) - mean[span]
+        out = mean.repeat(len(x), 1)
+        out[:, span] = (x @ eofs.T) @ eofs + mean[span]
+        return out.reshape(table.y.shape).float()
+
+    return predict
 
 
 def pooled_linear_regression(x: torch.Tensor, y: torch.Tensor) -> Callable[[Table], torch.Tensor]:
