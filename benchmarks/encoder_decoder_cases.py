@@ -9,6 +9,8 @@
   ahead from 15 minutes of DWD radar; pixel accuracy and mean IoU.
 - Volume to volume (recipes/radar_nowcast_unet3d.yaml): the next 30 minutes of radar
   rainfall from the last 30, UNet3D (D3M); RMSE in mm per 5 minutes.
+- Compression (recipes/compress_ostia_autoencoder.yaml): OSTIA SST months through a
+  convolutional autoencoder's code of 14 numbers, against 14 EOFs; RMSE in K.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ CASES = {
     "inpaint_ostia_from_nemo": ("rmse", "corr", "area_mean_err"),
     "radar_intensity_unet": ("pixel_acc", "miou", "iou_heavy"),
     "radar_nowcast_unet3d": ("rmse", "mae", "corr"),
+    "compress_ostia_autoencoder": ("rmse", "mae", "corr"),
 }
 
 

@@ -166,21 +166,33 @@ def _last_frame(tensor: torch.Tensor, k: int):
 def field_panels(
     predictions: dict[str, torch.Tensor], truth: torch.Tensor, data, path: Path, cases: int = 2
 ) -> None:
-    """For a few test cases: the truth and every predictor's field (last target frame)."""
+    """For a few test cases: the truth and every predictor's field (the last target frame
+    of windows), blank where the truth is unknown. Wide fields (a latitude band) are
+    stacked one under another, others side by side."""
     import numpy as np
 
     plt = _pyplot()
     picks = np.linspace(0, len(truth) - 1, cases).astype(int)
-    columns = 1 + len(predictions)
+    count = 1 + len(predictions)
+    height, width = _last_frame(truth, 0).shape
+    stacked = width > 3 * height
+    rows, columns = (cases * count, 1) if stacked else (cases, count)
+    size = (10, 1.2 + 10 * height / width) if stacked else (3.2, 3.0)
     figure, axes = plt.subplots(
-        cases, columns, figsize=(3.2 * columns, 3.0 * cases), squeeze=False, constrained_layout=True
+        rows,
+        columns,
+        figsize=(size[0] * columns, size[1] * rows),
+        squeeze=False,
+        constrained_layout=True,
     )
+    axes = axes.reshape(cases, count)
     variable = data.targets[0]
     for row, k in enumerate(picks):
         true_field = _last_frame(truth, k)
+        unknown = ~np.isfinite(true_field)
         low, high = np.nanpercentile(true_field, [1, 99.5])
         panels = [("truth", true_field)] + [
-            (name, _last_frame(p, k)) for name, p in predictions.items()
+            (name, np.where(unknown, np.nan, _last_frame(p, k))) for name, p in predictions.items()
         ]
         for column, (title, values) in enumerate(panels):
             axis = axes[row, column]
@@ -188,8 +200,12 @@ def field_panels(
             axis.set_title(title, fontsize=8)
             axis.set_xticks([])
             axis.set_yticks([])
-        figure.colorbar(image, ax=axes[row, -1], fraction=0.05)
-    figure.suptitle(f"{variable.name} ({variable.units}), last target frame", fontsize=10)
+            if stacked:
+                figure.colorbar(image, ax=axis, fraction=0.02)
+        if not stacked:
+            figure.colorbar(image, ax=axes[row, -1], fraction=0.05)
+    frame = ", last target frame" if getattr(data, "window", None) else ""
+    figure.suptitle(f"{variable.name} ({variable.units}){frame}", fontsize=10)
     _save(figure, path)
     plt.close(figure)
 
