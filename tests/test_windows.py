@@ -198,3 +198,17 @@ def test_volumes_of_levels_go_to_volume_networks(tmp_path):
         train_pairs(tmp_path, {"name": "unet", "width": 2}, {"targets": ["sensor"]})
     rows = train_pairs(tmp_path, {"name": "unet3d", "width": 2}, {"targets": ["sensor"]})
     assert [row["predictor"] for row in rows] == ["unet3d", "baseline: linear regression"]
+
+
+def test_panels_show_the_cases_with_the_most_going_on():
+    from esszoo.plots import busiest_cases
+
+    dry = torch.zeros(6, 1, 4, 5)
+    dry[4, 0, 1:3, 1:3] = 3.0  # one rainy scene
+    dry[1, 0, 0, 0] = 0.5
+    assert busiest_cases(dry, 2) == [1, 4]
+    classes = torch.zeros(5, 4, 5, dtype=torch.long)
+    classes[3, :2] = 2
+    classes[0, 0, 0] = -1  # unknown points do not count
+    assert busiest_cases(classes, 1) == [3]
+    assert busiest_cases(classes, 9) == [0, 1, 2, 3, 4]

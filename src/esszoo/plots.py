@@ -163,6 +163,19 @@ def _last_frame(tensor: torch.Tensor, k: int):
     return field.double().numpy()
 
 
+def busiest_cases(truth: torch.Tensor, cases: int) -> list[int]:
+    """The test cases with the most going on (largest spread of the truth; for class maps,
+    most points outside the commonest class), in their order: a dry radar scene or a
+    calm day shows nothing of what a model can do."""
+    flat = truth.reshape(len(truth), -1)
+    if truth.dtype.is_floating_point:
+        score = torch.stack([row[torch.isfinite(row)].double().std() for row in flat]).nan_to_num()
+    else:
+        commonest = flat[flat >= 0].mode().values
+        score = ((flat >= 0) & (flat != commonest)).sum(1).double()
+    return sorted(score.argsort(descending=True)[:cases].tolist())
+
+
 def field_panels(
     predictions: dict[str, torch.Tensor], truth: torch.Tensor, data, path: Path, cases: int = 2
 ) -> None:
@@ -172,7 +185,8 @@ def field_panels(
     import numpy as np
 
     plt = _pyplot()
-    picks = np.linspace(0, len(truth) - 1, cases).astype(int)
+    picks = busiest_cases(truth, cases)
+    cases = len(picks)
     count = 1 + len(predictions)
     height, width = _last_frame(truth, 0).shape
     stacked = width > 3 * height
@@ -222,7 +236,8 @@ def class_map_panels(
     colours = ListedColormap(
         ["#f0f0f0", "#9ecae1", "#3182bd", "#de2d26", "#31a354", "#756bb1", "#fd8d3c"][:count]
     )
-    picks = np.linspace(0, len(truth) - 1, cases).astype(int)
+    picks = busiest_cases(truth, cases)
+    cases = len(picks)
     columns = 1 + len(predictions)
     figure, axes = plt.subplots(
         cases, columns, figsize=(3.2 * columns, 3.0 * cases), squeeze=False, constrained_layout=True
