@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +186,29 @@ def test_precision_auto_follows_the_device():
     assert resolve_precision("32", "cpu") == "32"
     assert resolve_precision("auto", "mps") == "32-true"
     assert resolve_precision("auto", "cpu") in {"32-true", "bf16-mixed"}
+
+
+def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights(tmp_path):
+    # deterministic settings: the data order comes from (seed, epoch), the model has no
+    # dropout, the checkpoint holds the optimizer, schedule and early-stopping state
+    from safetensors.torch import load_file
+
+    recipe = write_recipe(
+        tmp_path / "tiny.yaml",
+        tiny_recipe_dict(tmp_path / "runs", **{"trainer.max_epochs": 6, "trainer.batch_size": 64}),
+    )
+    whole = train(recipe, ["name=whole"])
+    killed = tmp_path / "runs" / "killed"
+    command = [str(Path(sys.executable).parent / "esszoo"), "train", str(recipe), "name=killed"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "last.ckpt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.0, 0.3))  # somewhere in a later epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "model.safetensors").exists(), "the run ended before it was killed"
+    train(recipe, ["name=killed"], resume=True)
+    first, second = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -16,11 +16,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from esszoo import checkpoint, plots
 from esszoo.data.batches import TensorBatches
 from esszoo.errors import RunError
-from esszoo.fileio import write_text
+from esszoo.fileio import atomic_path, write_text
 from esszoo.recipe import Recipe, load_recipe
 from esszoo.registry import create_model, model_card
 from esszoo.run import (
@@ -103,6 +104,17 @@ class ChannelsLast(Callback):
         self, trainer, task, batch, batch_index, dataloader_index=0
     ) -> None:
         self._convert(batch)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written under a temporary name and renamed into place: a process killed
+    while writing one leaves the previous checkpoint whole, so `--resume` always works."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        with atomic_path(path) as temporary:
+            torch.save(checkpoint, temporary)
 
 
 class MetricsHistory(Callback):
@@ -232,6 +244,7 @@ def make_trainer(
         enable_progress_bar=spec.progress_bar,
         enable_model_summary=False,
         default_root_dir=run_dir,
+        plugins=[AtomicCheckpointIO()],
     )
     return L.Trainer(**(settings | options))
 
