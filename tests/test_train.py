@@ -212,3 +212,24 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights(tmp_path):
     first, second = load_file(whole / "model.safetensors"), load_file(killed / "model.safetensors")
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tiny_recipe, monkeypatch
+):
+    from esszoo.tasks.regression import RegressionTask
+
+    step = RegressionTask.training_step
+
+    def poisoned(self, batch, index):  # good for the first epoch, NaN from then on
+        loss = step(self, batch, index)
+        return loss * float("nan") if self.current_epoch >= 1 else loss
+
+    monkeypatch.setattr(RegressionTask, "training_step", poisoned)
+    with pytest.raises(RunError, match="NaN or infinite by step .* \\(epoch 1\\)"):
+        train(tiny_recipe, ["trainer.max_epochs=3"])
+    run_dir = tiny_recipe.parent / "runs" / "tiny"
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
+    assert not (run_dir / "model.safetensors").exists()

@@ -7,7 +7,6 @@ early stopping, checkpoints, resumption, and the files a run leaves behind.
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -117,8 +116,44 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, temporary)
 
 
+class StopOnNonFinite(Callback):
+    """Stops training at a NaN or infinite loss before it reaches a checkpoint.
+
+    The losses are watched on the device (no synchronization per step); the flag is read
+    every `every` steps and before each validation, which precedes the epoch's checkpoint,
+    so `checkpoints/last.ckpt` keeps the last good weights.
+    """
+
+    def __init__(self, run_dir: Path, every: int = 50):
+        self.run_dir = run_dir
+        self.every = every
+        self.bad: torch.Tensor | None = None
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, task: L.LightningModule, outputs: Any, batch: Any, index: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        bad = ~torch.isfinite(loss.detach())
+        self.bad = bad if self.bad is None else self.bad | bad
+        if trainer.global_step % self.every == 0:
+            self._check(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        if trainer.training:
+            self._check(trainer)
+
+    def _check(self, trainer: L.Trainer) -> None:
+        if self.bad is not None and bool(self.bad):
+            raise RunError(
+                f"the training loss became NaN or infinite by step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch})",
+                f"lower trainer.lr or check the data; {self.run_dir / LAST_CHECKPOINT} keeps the "
+                "last good weights (--resume continues from it)",
+            )
+
+
 class MetricsHistory(Callback):
-    """Writes metrics.csv after every epoch and stops on a loss that is not finite."""
+    """Writes metrics.csv after every epoch."""
 
     def __init__(self, path: Path, keep: list[dict[str, Any]]):
         self.path = path
@@ -138,13 +173,6 @@ class MetricsHistory(Callback):
         self.rows.append(row)
         if trainer.is_global_zero:
             write_csv(self.rows, self.path)
-        loss = row["train_loss"]
-        if loss is not None and not math.isfinite(loss):
-            raise RunError(
-                f"the training loss became {loss} in epoch {trainer.current_epoch}",
-                f"lower trainer.lr or check the data; the last good checkpoint is kept in "
-                f"{self.path.parent / 'checkpoints'}",
-            )
 
 
 def _read_history(path: Path, before_epoch: int) -> list[dict[str, Any]]:
@@ -278,7 +306,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     history = MetricsHistory(
         run_dir / "metrics.csv", _read_history(run_dir / "metrics.csv", start_epoch)
     )
-    callbacks: list[Callback] = [history]
+    callbacks: list[Callback] = [StopOnNonFinite(run_dir), history]
     if resolve_memory_format(spec.memory_format, fields) == "channels_last":
         callbacks.append(ChannelsLast(volumes=tensors["train"]["x"].dim() == 5))
     trainer = make_trainer(recipe, run_dir, callbacks, volumes=tensors["train"]["x"].dim() == 5)
