@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import signal
 import subprocess
@@ -233,3 +234,22 @@ def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert state["epoch"] == 0
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
     assert not (run_dir / "model.safetensors").exists()
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused(tiny_recipe):
+    # a live process holds the run directory: a second training into it must not start
+    from esszoo.run import RunLock
+
+    run_dir = tiny_recipe.parent / "runs" / "tiny"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_dir.mkdir(parents=True)
+        (run_dir / ".lock").write_text(str(holder.pid))
+        with pytest.raises(RunError, match=f"in use by process {holder.pid}"):
+            train(tiny_recipe, ["trainer.max_epochs=1"])
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(run_dir):  # a lock left by a dead process is taken over
+        assert (run_dir / ".lock").read_text() == str(os.getpid())
