@@ -7,6 +7,7 @@ early stopping, checkpoints, resumption, and the files a run leaves behind.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -225,9 +226,20 @@ def train(
     """Train the recipe; return its run directory."""
     recipe = load_recipe(recipe_path, overrides)
     run_dir = recipe.run_dir()
+    if launch_rank() > 0:  # one of several processes (torchrun, SLURM): rank 0 owns the run
+        return _train(recipe, run_dir, resume)
     with RunLock(run_dir):
         _prepare_run_dir(run_dir, resume, overwrite)
         return _train(recipe, run_dir, resume)
+
+
+def launch_rank() -> int:
+    """This process's global rank as set by torchrun or SLURM before any process group
+    exists (0 when launched alone)."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
 
 
 def _silence_lightning() -> None:
@@ -297,7 +309,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     task = build_task(recipe, net)
     tensors = task.prepare(data)
     # written once data and model are known good: a recipe whose data fail leaves no run
-    write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
+    if launch_rank() == 0:
+        write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
     fields = tensors["train"]["x"].dim() > 2
     train_loader = TensorBatches(tensors["train"], spec.batch_size, shuffle=True, seed=spec.seed)
     val_loader = TensorBatches(tensors["val"], spec.batch_size if fields else 8192)

@@ -119,9 +119,11 @@ class ClassificationTask(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
         logits = self.net(batch["x"])
-        self.log("val_loss", self._loss(logits, batch["y"]), on_epoch=True, prog_bar=True)
+        self.log(
+            "val_loss", self._loss(logits, batch["y"]), on_epoch=True, prog_bar=True, sync_dist=True
+        )
         accuracy = (logits.argmax(1) == batch["y"]).float().mean()
-        self.log("val_acc", accuracy, on_epoch=True, prog_bar=True)
+        self.log("val_acc", accuracy, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
         return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)

@@ -175,7 +175,7 @@ class InpaintingTask(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
-        self.log("val_loss", self._loss(batch), on_epoch=True, prog_bar=True)
+        self.log("val_loss", self._loss(batch), on_epoch=True, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
         return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)

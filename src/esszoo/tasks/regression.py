@@ -131,7 +131,7 @@ class RegressionTask(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
         loss = self.loss(self.net(batch["x"]), batch["y"])
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
         return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)

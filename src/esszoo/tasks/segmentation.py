@@ -92,9 +92,8 @@ class SegmentationTask(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
-        self.log(
-            "val_loss", self._loss(self.net(batch["x"]), batch["y"]), on_epoch=True, prog_bar=True
-        )
+        loss = self._loss(self.net(batch["x"]), batch["y"])
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
         return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
