@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from esszoo.errors import RunError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -16,7 +18,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     If the body raises, the temporary file is removed and `path` is left as it was.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     handle, temporary = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
     )
@@ -34,6 +36,18 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def make_folder(path: str | os.PathLike[str]) -> Path:
+    """Create folder `path` (and its parents); a clear error where a file is in the way."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError, PermissionError) as error:
+        raise RunError(
+            f"cannot create the folder '{path}': {error.strerror.lower()} at '{error.filename}'",
+            "choose a path whose folders are folders you may write to",
+        ) from None
+    return Path(path)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -47,6 +47,12 @@ def _inputs(dataset: xr.Dataset, trained: list[Variable]) -> list[xr.DataArray]:
 
 def predict_file(run: str | Path, data: str | Path, out: str | Path) -> Path:
     """Predict the outputs of run `run` for every point of `data`; write NetCDF to `out`."""
+    precious = [Path(data), *Path(run).glob("*")]
+    if Path(out).exists() and any(Path(out).samefile(p) for p in precious if p.exists()):
+        raise DataError(
+            f"--out '{out}' would overwrite the input data or a file of the run",
+            "write the predictions to a new file",
+        )
     predictor = load(run)
     description = predictor.description
     trained = [Variable.from_dict(v) for v in description.get("inputs", [])]

@@ -22,6 +22,7 @@ from esszoo.data.source import open_source
 from esszoo.data.tabular import tabular_data
 from esszoo.data.windows import window_data
 from esszoo.errors import RecipeError, RunError
+from esszoo.fileio import make_folder
 from esszoo.recipe import Recipe, load_recipe
 from esszoo.tasks import task_class
 
@@ -146,7 +147,7 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
 
     def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path.parent)
         for _ in range(2):
             try:
                 handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)

@@ -89,6 +89,8 @@ def field_data(
 
 def _load_blocks(array: xr.DataArray, dim: str) -> np.ndarray:
     size = array.sizes[dim]
+    if size == 0:
+        return load_values(array)  # says that the variable is empty
     blocks = [
         load_values(array.isel({dim: slice(start, start + BLOCK)})).astype(np.float32)
         for start in range(0, size, BLOCK)

@@ -66,6 +66,11 @@ def select_variables(dataset: xr.Dataset, names: list[str], where: str) -> list[
 
 def load_values(array: xr.DataArray) -> np.ndarray:
     """The values of `array` as float64, NaN where missing; a clear error if unusable."""
+    if array.dtype.kind not in "biuf":  # text would convert silently where it looks numeric
+        raise DataError(
+            f"variable '{array.name}' holds {array.dtype} values, not numbers",
+            "choose numeric variables",
+        )
     try:
         values = np.asarray(array.values, dtype=np.float64)
     except (OSError, RuntimeError, ValueError) as error:

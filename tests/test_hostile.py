@@ -1,0 +1,370 @@
+"""Hostile inputs: each one gets one line on stderr, exit status 2, and leaves every file
+as it was (nothing lost, nothing half-written, no run left behind)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from tests.conftest import run_cli, tiny_recipe_dict, write_recipe
+
+CASES: dict[str, Callable] = {}
+
+
+def case(function: Callable) -> Callable:
+    CASES[function.__name__] = function
+    return function
+
+
+class Place:
+    """A scratch folder with real station data, a recipe for it and a finished run."""
+
+    def __init__(self, root: Path, station_file: Path, trained_run: Path):
+        self.root = root
+        self.stations = station_file
+        self.run = root / "run"
+        shutil.copytree(trained_run, self.run, ignore=shutil.ignore_patterns("checkpoints"))
+
+    def recipe(self, **changes) -> Path:
+        out_dir = changes.pop("out_dir", self.root / "runs")
+        return write_recipe(self.root / "r.yaml", tiny_recipe_dict(out_dir, **changes))
+
+    def text_recipe(self, text: str) -> Path:
+        path = self.root / "r.yaml"
+        path.write_text(text)
+        return path
+
+    def data(self, dataset: xr.Dataset, name: str = "bad.nc") -> Path:
+        path = self.root / name
+        for variable in dataset.variables.values():
+            variable.encoding = {}  # the source's chunking may not fit the changed data
+        dataset.to_netcdf(path)
+        return path
+
+    def stations_with(self, change: Callable[[xr.Dataset], xr.Dataset]) -> Path:
+        return self.data(change(xr.open_dataset(self.stations).load()))
+
+    def train_on(self, path: Path) -> list:
+        return ["train", self.recipe(**{"data.source": str(path)})]
+
+
+# -- data files ----------------------------------------------------------------------------
+
+
+@case
+def missing_file(p):
+    return p.train_on(p.root / "absent.nc"), "no such file"
+
+
+@case
+def empty_file(p):
+    (p.root / "empty.nc").write_bytes(b"")
+    return p.train_on(p.root / "empty.nc"), "empty.nc"
+
+
+@case
+def truncated_netcdf(p):
+    (p.root / "cut.nc").write_bytes(p.stations.read_bytes()[:2000])
+    return p.train_on(p.root / "cut.nc"), "cut.nc"
+
+
+@case
+def text_posing_as_netcdf(p):
+    (p.root / "notes.nc").write_text("temperature was 280 K\n")
+    return p.train_on(p.root / "notes.nc"), "notes.nc"
+
+
+@case
+def folder_posing_as_zarr(p):
+    (p.root / "store.zarr").mkdir()
+    return p.train_on(p.root / "store.zarr"), "store.zarr"
+
+
+@case
+def unknown_file_type(p):
+    (p.root / "data.grib7").write_bytes(b"GRIB")
+    return p.train_on(p.root / "data.grib7"), "data.grib7"
+
+
+@case
+def text_variable(p):
+    def change(ds):
+        return ds.assign(tas=ds["tas"].astype(str))
+
+    return p.train_on(p.stations_with(change)), "tas"
+
+
+@case
+def nan_only_variable(p):
+    return p.train_on(p.stations_with(lambda ds: ds.assign(ps=ds["ps"] * np.nan))), "ps"
+
+
+@case
+def zero_length_time(p):
+    return p.train_on(p.stations_with(lambda ds: ds.isel(time=slice(0, 0)))), "time"
+
+
+@case
+def time_not_in_order(p):
+    return p.train_on(p.stations_with(lambda ds: ds.isel(time=np.r_[5:50, 0:5]))), "time"
+
+
+@case
+def repeated_times(p):
+    def change(ds):
+        return ds.isel(time=np.r_[0:50, 10:20])
+
+    return p.train_on(p.stations_with(change)), "time"
+
+
+@case
+def infinite_values(p):
+    def change(ds):
+        values = ds["tas"].values.copy()
+        values[:] = np.inf
+        return ds.assign(tas=(ds["tas"].dims, values, ds["tas"].attrs))
+
+    return p.train_on(p.stations_with(change)), "tas"
+
+
+@case
+def unknown_variable(p):
+    return ["train", p.recipe(**{"data.inputs": ["tas", "ps", "hus"]})], "hus"
+
+
+@case
+def csv_with_words(p):
+    frame = xr.open_dataset(p.stations).to_dataframe().reset_index()
+    frame["tas"] = "warm"
+    frame.to_csv(p.root / "words.csv", index=False)
+    return p.train_on(p.root / "words.csv"), "tas"
+
+
+@case
+def predict_other_units(p):
+    def change(ds):
+        return ds.assign(tas=(ds["tas"] - 273.15).assign_attrs(units="degC"))
+
+    return ["predict", p.run, "--data", p.stations_with(change), "--out", p.root / "o.nc"], "K"
+
+
+@case
+def predict_missing_variable(p):
+    bad = p.stations_with(lambda ds: ds.drop_vars("huss"))
+    return ["predict", p.run, "--data", bad, "--out", p.root / "o.nc"], "huss"
+
+
+@case
+def predict_over_its_own_input(p):
+    return ["predict", p.run, "--data", p.stations, "--out", p.stations], "stations.nc"
+
+
+@case
+def predict_into_a_folder_that_is_a_file(p):
+    (p.root / "taken").write_text("a file")
+    return ["predict", p.run, "--data", p.stations, "--out", p.root / "taken" / "o.nc"], "taken"
+
+
+# -- recipes -------------------------------------------------------------------------------
+
+
+@case
+def yaml_syntax_error(p):
+    return ["train", p.text_recipe("name: x\nmodel: {name: mlp\n")], "r.yaml"
+
+
+@case
+def empty_recipe(p):
+    return ["train", p.text_recipe("")], "r.yaml"
+
+
+@case
+def recipe_is_a_list(p):
+    return ["train", p.text_recipe("- name\n- model\n")], "r.yaml"
+
+
+@case
+def missing_recipe(p):
+    return ["train", p.root / "nowhere.yaml"], "nowhere.yaml"
+
+
+@case
+def unknown_recipe_key(p):
+    return ["train", p.recipe(**{"trainer.max_epoch": 5})], "max_epochs"
+
+
+@case
+def wrong_value_type(p):
+    return ["train", p.recipe(**{"trainer.batch_size": "many"})], "batch_size"
+
+
+@case
+def negative_batch_size(p):
+    return ["train", p.recipe(**{"trainer.batch_size": -4})], "batch_size"
+
+
+@case
+def zero_epochs(p):
+    return ["train", p.recipe(**{"trainer.max_epochs": 0})], "max_epochs"
+
+
+@case
+def split_over_one(p):
+    return ["train", p.recipe(**{"data.split": {"train": 0.8, "val": 0.3, "test": 0.2}})], "split"
+
+
+@case
+def split_dates_outside_the_data(p):
+    split = {
+        "train": ["1990-01-01", "1990-02-01"],
+        "val": ["1990-02-02", "1990-03-01"],
+        "test": ["1990-03-02", "1990-04-01"],
+    }
+    return ["train", p.recipe(**{"data.split": split})], "1990"
+
+
+@case
+def unknown_model(p):
+    return ["train", p.recipe(**{"model.name": "mpl"})], "mlp"
+
+
+@case
+def unknown_model_argument(p):
+    return ["train", p.recipe(**{"model.widht": 8})], "width"
+
+
+@case
+def unknown_task(p):
+    return ["train", p.recipe(**{"task": {"name": "regresion"}})], "regression"
+
+
+@case
+def name_climbing_out_of_the_runs(p):
+    return ["train", p.recipe(name="../../outside")], "name"
+
+
+@case
+def name_with_a_slash(p):
+    return ["train", p.recipe(name="a/b")], "name"
+
+
+@case
+def out_dir_is_a_file(p):
+    (p.root / "runs_file").write_text("not a folder")
+    return ["train", p.recipe(out_dir=str(p.root / "runs_file"))], "runs_file"
+
+
+@case
+def override_without_value(p):
+    return ["train", p.recipe(), "trainer.max_epochs"], "trainer.max_epochs"
+
+
+@case
+def override_of_unknown_key(p):
+    return ["train", p.recipe(), "trainer.epochs=3"], "epochs"
+
+
+@case
+def unknown_catalog_entry(p):
+    return ["train", p.recipe(**{"data.source": "era5"})], "era5"
+
+
+@case
+def resume_without_a_run(p):
+    return ["train", p.recipe(), "--resume"], "nothing to resume"
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+@case
+def run_without_model_json(p):
+    (p.run / "model.json").unlink()
+    return ["evaluate", p.run], "model.json"
+
+
+@case
+def truncated_model_json(p):
+    text = (p.run / "model.json").read_text()
+    (p.run / "model.json").write_text(text[: len(text) // 2])
+    return ["evaluate", p.run], "model.json"
+
+
+@case
+def model_json_lies_about_shapes(p):
+    description = json.loads((p.run / "model.json").read_text())
+    description["model"]["arguments"]["width"] = 2 * description["model"]["arguments"]["width"]
+    (p.run / "model.json").write_text(json.dumps(description))
+    return ["evaluate", p.run], "weights"
+
+
+@case
+def model_json_names_no_model(p):
+    description = json.loads((p.run / "model.json").read_text())
+    description["model"]["name"] = "nonet"
+    (p.run / "model.json").write_text(json.dumps(description))
+    return ["evaluate", p.run], "nonet"
+
+
+@case
+def pickle_posing_as_weights(p):
+    import pickle
+
+    (p.run / "model.safetensors").write_bytes(pickle.dumps({"weight": [1.0, 2.0]}))
+    return ["evaluate", p.run], "safetensors"
+
+
+@case
+def weights_changed_after_saving(p):
+    weights = bytearray((p.run / "model.safetensors").read_bytes())
+    weights[-4:] = b"\x00\x00\x80\x7f"  # the last number becomes infinity
+    (p.run / "model.safetensors").write_bytes(bytes(weights))
+    return ["evaluate", p.run], "sha256"
+
+
+@case
+def folder_that_is_not_a_run(p):
+    (p.root / "empty_run").mkdir()
+    return ["evaluate", p.root / "empty_run"], "empty_run"
+
+
+@case
+def export_to_unknown_format(p):
+    return ["export", p.run, "--format", "tflite"], "tflite"
+
+
+# -- the harness ---------------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_input_is_one_line_exit_2_and_loses_nothing(
+    name, tmp_path, station_file, trained_run, capsys
+):
+    place = Place(tmp_path / "place", station_file, trained_run)
+    args, fragment = CASES[name](place)
+    before = snapshot(tmp_path)
+    status, _, err = run_cli([str(a) for a in args], capsys)
+    lines = err.strip().splitlines()
+    assert status == 2, err
+    assert len(lines) == 1 and lines[0].startswith("esszoo: error: "), err
+    assert fragment in lines[0], lines[0]
+    assert snapshot(tmp_path) == before  # nothing lost, changed or half-written
+
+
+def test_the_table_holds_at_least_forty_hostile_inputs():
+    assert len(CASES) >= 40
