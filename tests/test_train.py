@@ -227,7 +227,7 @@ def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
         return loss * float("nan") if self.current_epoch >= 1 else loss
 
     monkeypatch.setattr(RegressionTask, "training_step", poisoned)
-    with pytest.raises(RunError, match="NaN or infinite by step .* \\(epoch 1\\)"):
+    with pytest.raises(RunError, match="loss became nan in epoch 1"):
         train(tiny_recipe, ["trainer.max_epochs=3"])
     run_dir = tiny_recipe.parent / "runs" / "tiny"
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)

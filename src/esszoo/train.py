@@ -120,34 +120,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class StopOnNonFinite(Callback):
     """Stops training at a NaN or infinite loss before it reaches a checkpoint.
 
-    The losses are watched on the device (no synchronization per step); the flag is read
-    every `every` steps and before each validation, which precedes the epoch's checkpoint,
-    so `checkpoints/last.ckpt` keeps the last good weights.
+    Every task logs the epoch's mean training loss at the epoch's last batch
+    (`tasks.logging.EpochMean`), and one non-finite step makes that mean non-finite. It is
+    read before validation, which precedes the epoch's checkpoint (and at the epoch's end,
+    for runs without validation), so `checkpoints/last.ckpt` keeps the last good weights,
+    at no cost per step.
     """
 
-    def __init__(self, run_dir: Path, every: int = 50):
+    def __init__(self, run_dir: Path):
         self.run_dir = run_dir
-        self.every = every
-        self.bad: torch.Tensor | None = None
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, task: L.LightningModule, outputs: Any, batch: Any, index: int
-    ) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        bad = ~torch.isfinite(loss.detach())
-        self.bad = bad if self.bad is None else self.bad | bad
-        if trainer.global_step % self.every == 0:
-            self._check(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, task: L.LightningModule) -> None:
-        if trainer.training:
+        if not trainer.sanity_checking:
             self._check(trainer)
 
+    def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        self._check(trainer)
+
     def _check(self, trainer: L.Trainer) -> None:
-        if self.bad is not None and bool(self.bad):
+        loss = trainer.callback_metrics.get("train_loss")
+        if loss is not None and not torch.isfinite(loss):
             raise RunError(
-                f"the training loss became NaN or infinite by step {trainer.global_step} "
-                f"(epoch {trainer.current_epoch})",
+                f"the training loss became {float(loss)} in epoch {trainer.current_epoch}",
                 f"lower trainer.lr or check the data; {self.run_dir / LAST_CHECKPOINT} keeps the "
                 "last good weights (--resume continues from it)",
             )
