@@ -216,3 +216,15 @@ def test_fill_values_become_masked_rows(tmp_path, tmy3):
         open_source(path), inputs=["tas", "ps"], targets=["huss"], train=0.5, val=0.25, test=0.25
     )
     assert data.dropped["train"] == 1
+
+
+def test_many_netcdf_files_by_pattern_read_as_one(tmp_path, station_file):
+    from esszoo.data.source import open_source
+
+    whole = xr.open_dataset(station_file).load()
+    (tmp_path / "parts").mkdir()
+    for k, part in enumerate([slice(0, 100), slice(100, 250), slice(250, None)]):
+        whole.isel(time=part).to_netcdf(tmp_path / "parts" / f"stations_{k}.nc")
+    combined = open_source(str(tmp_path / "parts" / "stations_*.nc"))
+    assert combined["tas"].chunks is not None  # lazy, through dask
+    xr.testing.assert_identical(combined.load(), whole)

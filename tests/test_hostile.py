@@ -16,6 +16,7 @@ import xarray as xr
 from tests.conftest import run_cli, tiny_recipe_dict, write_recipe
 
 CASES: dict[str, Callable] = {}
+UNITS = {"tas": "K", "ps": "Pa", "huss": "kg kg-1"}
 
 
 def case(function: Callable) -> Callable:
@@ -170,6 +171,24 @@ def predict_over_its_own_input(p):
 def predict_into_a_folder_that_is_a_file(p):
     (p.root / "taken").write_text("a file")
     return ["predict", p.run, "--data", p.stations, "--out", p.root / "taken" / "o.nc"], "taken"
+
+
+@case
+def huge_dimension(p):
+    import dask.array
+
+    huge = dask.array.zeros((10**6, 3, 10**5), chunks=(10**5, 3, 10**4), dtype="float32")
+    ds = xr.Dataset(
+        {name: (("time", "station", "x"), huge, {"units": u}) for name, u in UNITS.items()},
+        coords={"time": np.arange(10**6)},
+    )
+    ds.to_zarr(p.root / "huge.zarr", compute=False)  # the metadata only: nothing is written
+    return p.train_on(p.root / "huge.zarr"), "GiB in memory"
+
+
+@case
+def pattern_matching_no_file(p):
+    return p.train_on(p.root / "nothing" / "*.nc"), "no file matches"
 
 
 # -- recipes -------------------------------------------------------------------------------
@@ -357,6 +376,7 @@ def test_hostile_input_is_one_line_exit_2_and_loses_nothing(
 ):
     place = Place(tmp_path / "place", station_file, trained_run)
     args, fragment = CASES[name](place)
+    capsys.readouterr()  # what setting the case up printed
     before = snapshot(tmp_path)
     status, _, err = run_cli([str(a) for a in args], capsys)
     lines = err.strip().splitlines()

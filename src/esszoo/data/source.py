@@ -1,4 +1,5 @@
-"""The one door for data: a built-in data set's name, or a NetCDF, Zarr or CSV file.
+"""The one door for data: a built-in data set's name, a NetCDF, Zarr or CSV file, or many
+NetCDF files given by a glob pattern (``"sst/*.nc"``: combined by their coordinates).
 
 Everything is read through xarray (NetCDF 3 and 4, Zarr; lazily, with dask where the data
 is large) or, for tables, pandas turned into xarray, so that the rest of esszoo speaks
@@ -8,6 +9,7 @@ are decoded to NaN by xarray; NaN is what marks a missing value from here on.
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +27,8 @@ def open_source(source: str | Path) -> xr.Dataset:
     if str(source) in catalog.CATALOG:
         return catalog.open_builtin(str(source))
     path = Path(source).expanduser()
+    if any(c in str(source) for c in "*?[") and not path.exists():
+        return _open_many(str(path))
     if not path.exists():
         near = did_you_mean(str(source), catalog.CATALOG)
         raise DataError(
@@ -48,6 +52,21 @@ def _open_netcdf(path: Path) -> xr.Dataset:
         raise DataError(
             f"cannot read '{path}' as NetCDF ({reason})",
             "the file may be truncated or of another format; check it with `ncdump -h`",
+        ) from None
+
+
+def _open_many(pattern: str) -> xr.Dataset:
+    """NetCDF files matching `pattern`, opened lazily (dask) and combined by coordinates."""
+    paths = sorted(glob.glob(pattern))
+    if not paths:
+        raise DataError(f"no file matches '{pattern}'", "check the folder and the pattern")
+    try:
+        return xr.open_mfdataset(paths, combine="by_coords")
+    except (OSError, ValueError, RuntimeError, KeyError, IndexError) as error:
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise DataError(
+            f"cannot combine the {len(paths)} files matching '{pattern}' ({reason})",
+            "the files must share variables and continue one another along a coordinate",
         ) from None
 
 

@@ -64,12 +64,31 @@ def select_variables(dataset: xr.Dataset, names: list[str], where: str) -> list[
     return [array.transpose(*first.dims) for array in arrays]
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to this process (Linux: MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def load_values(array: xr.DataArray) -> np.ndarray:
     """The values of `array` as float64, NaN where missing; a clear error if unusable."""
     if array.dtype.kind not in "biuf":  # text would convert silently where it looks numeric
         raise DataError(
             f"variable '{array.name}' holds {array.dtype} values, not numbers",
             "choose numeric variables",
+        )
+    needed, available = array.size * 8, available_memory()
+    if available is not None and needed > available / 2:
+        raise DataError(
+            f"variable '{array.name}' {dict(array.sizes)} needs {needed / 2**30:.1f} GiB in "
+            f"memory, more than half the {available / 2**30:.1f} GiB available",
+            "select a smaller region or period (or coarsen) before training",
         )
     try:
         values = np.asarray(array.values, dtype=np.float64)
