@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -59,8 +60,16 @@ def _net(name: str, classes: int) -> torch.nn.Module:
     return create_model(name, in_channels=1, num_classes=classes)
 
 
-def hand_written(name, tensors, classes, recipe, bf16: bool, channels_last: bool) -> float:
-    model = _net(name, classes)
+def hand_written(
+    model: torch.nn.Module,
+    tensors: dict[str, torch.Tensor],
+    recipe,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    bf16: bool,
+    channels_last: bool,
+) -> float:
+    """Median seconds per step of a plain PyTorch loop: AdamW and cosine schedule as the
+    recipe's, the given precision and memory layout, shuffled batches of the tensors."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
 
@@ -77,18 +86,17 @@ def hand_written(name, tensors, classes, recipe, bf16: bool, channels_last: bool
         rows = order[step * batch : (step + 1) * batch]
         inputs = x[rows].contiguous(memory_format=fmt)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(inputs).float(), y[rows])
+            value = loss(model(inputs).float(), y[rows])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         optimizer.step()
         schedule.step()
     steps = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)]
     return statistics.median(steps[WARMUP:])
 
 
-def esszoo_step(name, data, recipe) -> float:
-    task = build_task(recipe, _net(name, len(data.classes)))
-    tensors = task.prepare(data)
+def esszoo_step(task, tensors: dict[str, torch.Tensor], recipe) -> float:
+    """Median seconds per step of the Trainer `esszoo train` builds, on the same tensors."""
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as folder:
         trainer = make_trainer(
@@ -99,7 +107,7 @@ def esszoo_step(name, data, recipe) -> float:
             limit_val_batches=0,
             max_epochs=1,
         )
-        trainer.fit(task, TensorBatches(tensors["train"], recipe.trainer.batch_size, shuffle=True))
+        trainer.fit(task, TensorBatches(tensors, recipe.trainer.batch_size, shuffle=True))
     return statistics.median(timer.steps[WARMUP:])
 
 
@@ -123,12 +131,13 @@ def run() -> str:
             RECIPE,
             ["trainer.progress_bar=false", "trainer.early_stopping=null", f"model.name={name}"],
         )
-        tensors = build_task(recipe, _net(name, len(data.classes))).prepare(data)["train"]
         classes = len(data.classes)
-        ours = esszoo_step(name, data, recipe)
+        task = build_task(recipe, _net(name, classes))
+        tensors = task.prepare(data)["train"]
+        ours = esszoo_step(task, tensors, recipe)
         bf16 = precision == "bf16-mixed"
-        hand = hand_written(name, tensors, classes, recipe, bf16=bf16, channels_last=True)
-        naive = hand_written(name, tensors, classes, recipe, bf16=False, channels_last=False)
+        hand = hand_written(_net(name, classes), tensors, recipe, F.cross_entropy, bf16, True)
+        naive = hand_written(_net(name, classes), tensors, recipe, F.cross_entropy, False, False)
         achieved = step_flops(name, data, recipe.trainer.batch_size) / ours
         rows.append(
             [

@@ -18,27 +18,21 @@ the largest measured one along that line.
 
 from __future__ import annotations
 
+import functools
 import json
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.cnn_train_step import STEPS, WARMUP, conv_peak_flops
+from benchmarks.cnn_train_step import conv_peak_flops, esszoo_step, hand_written
 from benchmarks.common import ROOT, table
-from benchmarks.train_step import StepTimer
-from esszoo.data.batches import TensorBatches
-from esszoo.optim import configure_optimizer
 from esszoo.recipe import load_recipe
 from esszoo.registry import create_model
 from esszoo.run import build_data, build_task
-from esszoo.train import ChannelsLast, make_trainer, resolve_precision
+from esszoo.train import resolve_precision
 
 RECIPE = ROOT / "recipes" / "radar_intensity_unet.yaml"
 GRIDS = [(181, 360), (721, 1440), (1441, 2880)]
@@ -67,48 +61,6 @@ def _net(classes: int, channels: int) -> torch.nn.Module:
     return create_model("unet", in_channels=channels, out_channels=classes, width=64)
 
 
-def hand_written(tensors, recipe, classes: int, channels: int) -> float:
-    model = _net(classes, channels).to(memory_format=torch.channels_last)
-
-    class Steps:
-        estimated_stepping_batches = 1000
-
-    config = configure_optimizer(model.parameters(), recipe.trainer, Steps())
-    optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
-    x, y, batch = tensors["x"], tensors["y"], recipe.trainer.batch_size
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    starts = []
-    for step in range(WARMUP + STEPS + 1):
-        starts.append(time.perf_counter())
-        rows = order[step * batch : (step + 1) * batch]
-        inputs = x[rows].contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(inputs).float(), y[rows], ignore_index=-1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    steps = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)]
-    return statistics.median(steps[WARMUP:])
-
-
-def esszoo_step(data, recipe, classes: int, channels: int) -> float:
-    task = build_task(recipe, _net(classes, channels))
-    tensors = task.prepare(data)
-    timer = StepTimer()
-    with tempfile.TemporaryDirectory() as folder:
-        trainer = make_trainer(
-            recipe,
-            Path(folder),
-            [timer, ChannelsLast()],
-            limit_train_batches=WARMUP + STEPS + 2,
-            limit_val_batches=0,
-            max_epochs=1,
-        )
-        trainer.fit(task, TensorBatches(tensors["train"], recipe.trainer.batch_size, shuffle=True))
-    return statistics.median(timer.steps[WARMUP:])
-
-
 def memory_gib(height: int, width: int) -> float:
     result = subprocess.run(
         [sys.executable, "-c", MEMORY_CHILD, str(height), str(width)],
@@ -126,9 +78,12 @@ def run() -> str:
     precision = resolve_precision(recipe.trainer.precision, "cpu")
     data = build_data(recipe)
     classes, channels = len(data.classes), data.train.x.shape[1]
-    tensors = build_task(recipe, _net(classes, channels)).prepare(data)["train"]
-    ours = esszoo_step(data, recipe, classes, channels)
-    hand = hand_written(tensors, recipe, classes, channels)
+    task = build_task(recipe, _net(classes, channels))
+    tensors = task.prepare(data)["train"]
+    ours = esszoo_step(task, tensors, recipe)
+    loss = functools.partial(F.cross_entropy, ignore_index=-1)  # -1: class unknown
+    bf16 = precision == "bf16-mixed"
+    hand = hand_written(_net(classes, channels), tensors, recipe, loss, bf16, True)
     model = _net(classes, channels)
     counter = FlopCounterMode(display=False)
     batch = recipe.trainer.batch_size
