@@ -300,6 +300,18 @@ def resume_without_a_run(p):
     return ["train", p.recipe(), "--resume"], "nothing to resume"
 
 
+@case
+def inpainting_of_a_station_series(p):
+    changes = {"model": {"name": "pconv_unet"}, "task": {"name": "inpainting"}}
+    return ["train", p.recipe(**changes, **{"data.inputs": ["tas"]})], "fields"
+
+
+@case
+def translation_of_a_station_series(p):
+    changes = {"model": {"name": "unet"}, "task": {"name": "translation"}}
+    return ["train", p.recipe(**changes, **{"data.inputs": ["tas"]})], "fields"
+
+
 # -- checkpoints ---------------------------------------------------------------------------
 
 
