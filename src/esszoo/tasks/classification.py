@@ -19,17 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from esszoo.data.dataset import SplitData, Table
 from esszoo.errors import RecipeError
-from esszoo.optim import configure_optimizer
 from esszoo.predictor import Predictor
 from esszoo.recipe import TaskSpec, TrainerSpec
-from esszoo.tasks.logging import EpochMean
+from esszoo.tasks.base import Task
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +42,7 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.float(), torch.where(std > 0, std, torch.ones_like(std)).float()
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(Task):
     """Train `net` to give the class of each sample."""
 
     name = "classification"
@@ -52,7 +50,7 @@ class ClassificationTask(L.LightningModule):
     data_kind = "fields"
 
     def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
-        super().__init__()
+        super().__init__(net, spec, trainer)
         if spec.loss not in (None, "cross_entropy"):
             raise RecipeError(
                 f"task.loss '{spec.loss}' does not fit classification",
@@ -60,12 +58,7 @@ class ClassificationTask(L.LightningModule):
             )
         if spec.residual_of:
             raise RecipeError("task.residual_of applies to regression, not classification")
-        self.net = net
-        self.spec = spec
-        self.trainer_spec = trainer
-        self.stats: dict[str, torch.Tensor] = {}
         self.register_buffer("class_weights", None)
-        self.train_loss = EpochMean("train_loss")
 
     # -- data ------------------------------------------------------------------------------
 
@@ -112,10 +105,8 @@ class ClassificationTask(L.LightningModule):
             return loss + self.spec.aux_weight * sum(self._loss(a, labels) for a in aux)
         return F.cross_entropy(outputs.float(), labels, weight=self.class_weights)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        loss = self._loss(self.net(batch["x"]), batch["y"])
-        self.train_loss.update(self, loss, len(batch["y"]), batch_index)
-        return loss
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._loss(self.net(batch["x"]), batch["y"])
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
         logits = self.net(batch["x"])
@@ -124,9 +115,6 @@ class ClassificationTask(L.LightningModule):
         )
         accuracy = (logits.argmax(1) == batch["y"]).float().mean()
         self.log("val_acc", accuracy, on_epoch=True, prog_bar=True, sync_dist=True)
-
-    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
-        return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
 
     # -- evaluation ------------------------------------------------------------------------
 

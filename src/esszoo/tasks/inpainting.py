@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -36,12 +35,11 @@ from torch import nn
 from esszoo import metrics
 from esszoo.data.dataset import SplitData, Table
 from esszoo.errors import RecipeError
-from esszoo.optim import configure_optimizer
 from esszoo.predictor import Predictor
 from esszoo.recipe import TaskSpec, TrainerSpec
 from esszoo.tasks import infilling
+from esszoo.tasks.base import Task
 from esszoo.tasks.classification import channel_stats
-from esszoo.tasks.logging import EpochMean
 
 LIU_WEIGHTS = {"valid": 1.0, "hole": 6.0, "tv": 0.1, "perceptual": 0.0, "style": 0.0}
 
@@ -56,7 +54,7 @@ def takes_mask(net: nn.Module) -> bool:
     return by_card or bool(getattr(net, "partial_conv", False))
 
 
-class InpaintingTask(L.LightningModule):
+class InpaintingTask(Task):
     """Learn to fill the hidden points of fields from the observed ones."""
 
     name = "inpainting"
@@ -64,15 +62,12 @@ class InpaintingTask(L.LightningModule):
     plot_file = "reconstructions.png"
 
     def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
-        super().__init__()
+        super().__init__(net, spec, trainer)
         if spec.loss not in (None, "l1"):
             raise RecipeError(
                 f"task.loss '{spec.loss}' does not fit inpainting",
                 "the inpainting loss is set by task.loss_weights",
             )
-        self.net = net
-        self.spec = spec
-        self.trainer_spec = trainer
         self.weights = LIU_WEIGHTS | (spec.loss_weights or {})
         unknown = set(self.weights) - set(LIU_WEIGHTS)
         if unknown:
@@ -82,8 +77,6 @@ class InpaintingTask(L.LightningModule):
             )
         self.features = self._feature_network(spec.vgg_weights)
         self.mask_argument = takes_mask(net)
-        self.stats: dict[str, torch.Tensor] = {}
-        self.train_loss = EpochMean("train_loss")
 
     def _feature_network(self, path: str | None) -> nn.Module | None:
         if not (self.weights["perceptual"] or self.weights["style"]):
@@ -142,7 +135,7 @@ class InpaintingTask(L.LightningModule):
             return self.net(x, mask)
         return self.net(torch.cat([x, mask.expand_as(x)], dim=1))
 
-    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         out = self._forward(batch["x"], batch["mask"]).float()
         known, mask, truth = batch["known"], batch["mask"].expand_as(batch["y"]), batch["y"]
         count = known.sum().clamp(min=1.0)
@@ -168,17 +161,6 @@ class InpaintingTask(L.LightningModule):
                 loss = loss + self.weights["perceptual"] * (feature - reference).abs().mean()
                 loss = loss + self.weights["style"] * (gram(feature) - gram(reference)).abs().mean()
         return loss
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        loss = self._loss(batch)
-        self.train_loss.update(self, loss, len(batch["x"]), batch_index)
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
-        self.log("val_loss", self._loss(batch), on_epoch=True, prog_bar=True, sync_dist=True)
-
-    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
-        return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
 
     # -- evaluation ------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 
@@ -28,11 +27,10 @@ from esszoo import metrics
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.tabular import physics_columns
 from esszoo.errors import RecipeError
-from esszoo.optim import configure_optimizer
 from esszoo.physics import physics_function
 from esszoo.predictor import Predictor, physics_base
 from esszoo.recipe import TaskSpec, TrainerSpec
-from esszoo.tasks.logging import EpochMean
+from esszoo.tasks.base import Task
 
 NON_NEGATIVE = {
     "precipitation_amount",
@@ -57,7 +55,7 @@ def _std(values: torch.Tensor) -> torch.Tensor:
     return torch.where(std > 0, std, torch.ones_like(std)).float()
 
 
-class RegressionTask(L.LightningModule):
+class RegressionTask(Task):
     """Train `net` to map normalized inputs to normalized targets (or residuals)."""
 
     name = "regression"
@@ -65,17 +63,12 @@ class RegressionTask(L.LightningModule):
     data_kind = "table"
 
     def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
-        super().__init__()
-        self.net = net
-        self.spec = spec
-        self.trainer_spec = trainer
+        super().__init__(net, spec, trainer)
         if spec.loss not in (None, *LOSSES):
             raise RecipeError(
                 f"task.loss '{spec.loss}' does not fit regression", f"choose one of {list(LOSSES)}"
             )
         self.loss = LOSSES[spec.loss or "mse"]()
-        self.train_loss = EpochMean("train_loss")
-        self.stats: dict[str, torch.Tensor] = {}
         self.base_columns: list[int] = []
 
     # -- data ------------------------------------------------------------------------------
@@ -124,17 +117,8 @@ class RegressionTask(L.LightningModule):
 
     # -- training --------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        loss = self.loss(self.net(batch["x"]), batch["y"])
-        self.train_loss.update(self, loss, len(batch["x"]), batch_index)
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
-        loss = self.loss(self.net(batch["x"]), batch["y"])
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
-
-    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
-        return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss(self.net(batch["x"]), batch["y"])
 
     # -- evaluation ------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,14 +24,13 @@ from torch import nn
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.labels import RULES
 from esszoo.errors import RecipeError
-from esszoo.optim import configure_optimizer
 from esszoo.predictor import Predictor
 from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.tasks.base import Task
 from esszoo.tasks.classification import channel_stats, confusion_matrix
-from esszoo.tasks.logging import EpochMean
 
 
-class SegmentationTask(L.LightningModule):
+class SegmentationTask(Task):
     """Train `net` to classify every grid point."""
 
     name = "segmentation"
@@ -41,18 +39,13 @@ class SegmentationTask(L.LightningModule):
     plot_file = "segmentation.png"
 
     def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
-        super().__init__()
+        super().__init__(net, spec, trainer)
         if spec.loss not in (None, "cross_entropy"):
             raise RecipeError(
                 f"task.loss '{spec.loss}' does not fit segmentation",
                 "cross-entropy (plus task.dice_weight times Dice) is its loss",
             )
-        self.net = net
-        self.spec = spec
-        self.trainer_spec = trainer
-        self.stats: dict[str, torch.Tensor] = {}
         self.register_buffer("class_weights", None)
-        self.train_loss = EpochMean("train_loss")
 
     @staticmethod
     def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
@@ -83,20 +76,11 @@ class SegmentationTask(L.LightningModule):
             loss = loss + self.spec.dice_weight * soft_dice_loss(logits, labels)
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        outputs = self.net(batch["x"])
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        outputs = self.net(batch["x"])  # with auxiliary heads in training: (main, *aux)
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         loss = self._loss(outputs[0], batch["y"])
-        loss = loss + self.spec.aux_weight * sum(self._loss(o, batch["y"]) for o in outputs[1:])
-        self.train_loss.update(self, loss, len(batch["x"]), batch_index)
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
-        loss = self._loss(self.net(batch["x"]), batch["y"])
-        self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
-
-    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
-        return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
+        return loss + self.spec.aux_weight * sum(self._loss(o, batch["y"]) for o in outputs[1:])
 
     def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
         count = len(data.classes)

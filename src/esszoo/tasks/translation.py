@@ -25,18 +25,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import nn
 
 from esszoo.data.dataset import SplitData, Table
 from esszoo.errors import RecipeError
-from esszoo.optim import configure_optimizer
 from esszoo.predictor import Predictor
 from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.tasks.base import Task
 from esszoo.tasks.classification import channel_stats
-from esszoo.tasks.logging import EpochMean
 
 
 def area_weights(data: SplitData, like: torch.Tensor) -> torch.Tensor:
@@ -48,7 +46,7 @@ def area_weights(data: SplitData, like: torch.Tensor) -> torch.Tensor:
     return weights.view(*[1] * (like.dim() - 2), -1, 1).expand_as(like)
 
 
-class TranslationTask(L.LightningModule):
+class TranslationTask(Task):
     """Train `net` to map input fields to target fields."""
 
     name = "translation"
@@ -57,15 +55,10 @@ class TranslationTask(L.LightningModule):
     plot_file = "prediction_vs_truth.png"
 
     def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
-        super().__init__()
+        super().__init__(net, spec, trainer)
         if spec.loss not in (None, "mse"):
             raise RecipeError(f"task.loss '{spec.loss}' does not fit translation", "use mse")
-        self.net = net
-        self.spec = spec
-        self.trainer_spec = trainer
-        self.stats: dict[str, torch.Tensor] = {}
         self.weights: torch.Tensor | None = None
-        self.train_loss = EpochMean("train_loss")
 
     @staticmethod
     def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
@@ -97,20 +90,9 @@ class TranslationTask(L.LightningModule):
     def predictor(self) -> Predictor:
         return Predictor(self.net, **self.stats, fill_missing=True)
 
-    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         error = (self.net(batch["x"]).float() - batch["y"]) ** 2
         return (error * batch["known"]).sum() / batch["known"].sum().clamp(min=1e-6)
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        loss = self._loss(batch)
-        self.train_loss.update(self, loss, len(batch["x"]), batch_index)
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
-        self.log("val_loss", self._loss(batch), on_epoch=True, prog_bar=True, sync_dist=True)
-
-    def configure_optimizers(self):  # noqa: ANN201 (Lightning's union of return types)
-        return configure_optimizer(self.net.parameters(), self.trainer_spec, self.trainer)
 
     def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
         names = [[v.name for v in variables] for variables in (data.inputs, data.targets)]
