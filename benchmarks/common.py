@@ -30,8 +30,11 @@ def machine() -> str:
         memory = f", {kib / 2**20:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
+    gpu = "no GPU"
+    if torch.cuda.is_available():
+        gpu = f"GPU {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
     return (
-        f"{cpu}, {os.cpu_count()} cores{memory}, no GPU; torch {torch.__version__} "
+        f"{cpu}, {os.cpu_count()} cores{memory}, {gpu}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
     )
 

@@ -134,6 +134,11 @@ class TrainerSpec(Strict):
     memory_format: Literal["auto", "contiguous", "channels_last"] = Field(
         default="auto", description="auto: channels_last for batches of 2-D fields"
     )
+    compile: bool | Literal["auto"] = Field(
+        default="auto",
+        description="torch.compile the network; auto: on for CUDA, off on CPUs (measured, "
+        "BENCHMARKS.md)",
+    )
     progress_bar: bool = True
     deterministic: bool = False
 

@@ -85,6 +85,22 @@ def resolve_memory_format(requested: str, fields: bool) -> str:
     return "channels_last" if fields else "contiguous"
 
 
+def resolve_compile(requested: bool | str, accelerator: str) -> bool:
+    """'auto' -> torch.compile on CUDA, where it was measured faster (BENCHMARKS.md, GPU
+    section); eager on CPUs, where compiling costs more minutes than a run saves."""
+    if requested != "auto":
+        return bool(requested)
+    return accelerator == "cuda"
+
+
+class Compile(Callback):
+    """Compile the task's network in place (`nn.Module.compile`): the parameters and the
+    checkpoint's keys stay those of the eager network."""
+
+    def setup(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
+        task.net.compile()
+
+
 class ChannelsLast(Callback):
     """Keep the network and the batches of fields (or volumes) in channels-last layout."""
 
@@ -254,6 +270,8 @@ def make_trainer(
     _silence_lightning()
     spec = recipe.trainer
     accelerator = resolve_accelerator(spec.accelerator)
+    if resolve_compile(spec.compile, accelerator):
+        callbacks = [*callbacks, Compile()]
     callbacks = [
         *callbacks,
         ModelCheckpoint(
@@ -273,6 +291,8 @@ def make_trainer(
         num_nodes=spec.num_nodes,
         precision=resolve_precision(spec.precision, accelerator, volumes),
         deterministic=spec.deterministic,
+        # esszoo's grids keep one shape per run: let cuDNN pick its fastest convolutions
+        benchmark=accelerator == "cuda" and not spec.deterministic,
         callbacks=callbacks,
         logger=False,
         enable_progress_bar=spec.progress_bar,
