@@ -3,7 +3,7 @@
 Run where CUDA is (`python -m benchmarks.run_all gpu`); elsewhere the section is skipped
 and its last result kept. Both parts use esszoo's defaults on CUDA (bf16 autocast,
 channels-last) and are run with torch.compile off and on, which is how the default
-`trainer.compile: auto` was chosen.
+`trainer.compile: auto` (off) was chosen.
 
 - ResNet-50 training step on the radar scenes of recipes/radar_scenes_resnet18.yaml (DWD
   RADOLAN, 1 x 95 x 114 at 2 km; the training scenes repeated to fill the steps), batch

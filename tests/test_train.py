@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from safetensors.torch import load_file
 
 import esszoo
 from esszoo.errors import DataError, RunError
 from esszoo.evaluate import compare_runs, evaluate_run
 from esszoo.predict import predict_file
-from esszoo.train import resolve_precision, train
+from esszoo.train import resolve_compile, resolve_precision, train
 from tests.conftest import tiny_recipe_dict, write_recipe
 
 RUN_FILES = {
@@ -187,6 +188,19 @@ def test_precision_auto_follows_the_device():
     assert resolve_precision("32", "cpu") == "32"
     assert resolve_precision("auto", "mps") == "32-true"
     assert resolve_precision("auto", "cpu") in {"32-true", "bf16-mixed"}
+
+
+def test_a_compiled_run_trains_the_same_weights_under_the_same_keys(tmp_path):
+    """`trainer.compile: true` compiles the network in place: the checkpoint keeps the eager
+    network's names (no `_orig_mod.`), and the weights match an eager run's."""
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_recipe_dict(tmp_path / "runs"))
+    eager = train(recipe, ["trainer.max_epochs=2", "name=eager", "trainer.compile=false"])
+    compiled = train(recipe, ["trainer.max_epochs=2", "name=compiled", "trainer.compile=true"])
+    a = load_file(eager / "model.safetensors")
+    b = load_file(compiled / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+    assert resolve_compile("auto", "cpu") is False
 
 
 def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights(tmp_path):

@@ -136,8 +136,8 @@ class TrainerSpec(Strict):
     )
     compile: bool | Literal["auto"] = Field(
         default="auto",
-        description="torch.compile the network; auto: on for CUDA, off on CPUs (measured, "
-        "BENCHMARKS.md)",
+        description="torch.compile the network; auto: off (measured slower on an H200 and "
+        "on CPUs, BENCHMARKS.md)",
     )
     progress_bar: bool = True
     deterministic: bool = False
