@@ -29,6 +29,8 @@ SECTIONS = {
     "unet": "UNet: training step overhead (goal at most 1.03), FLOP/s (goal at least 60% of the "
     "bf16 conv peak), memory on global grids",
     "encoder_decoder_cases": "Inpainting, segmentation and volume-to-volume on real data",
+    "stream_loader": "Data left on disk: loader throughput over training consumption (goal at "
+    "least 3)",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

@@ -42,7 +42,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> list[dict[str, Any
     data = build_data(recipe)
     _check_same_variables(predictor.description, data, run_dir)
     task = build_task(recipe, predictor.net)
-    rows, _ = score_rows(task, predictor, data, split, model_label=model_label(recipe))
+    rows, _, _ = score_rows(task, predictor, data, split, model_label=model_label(recipe))
     print_table(rows, f"{recipe.name}: {split} split ({len(data.tables[split])} samples)")
     return rows
 

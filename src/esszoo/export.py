@@ -39,7 +39,7 @@ def example_inputs(run: str | Path, predictor: Predictor) -> torch.Tensor:
 
     try:
         data = build_data(run_recipe(run))
-        return data.test.x[:512]
+        return data.test.head(512).x
     except RunError:
         count = len(predictor.description.get("inputs", [])) or 1
         mean = predictor.input_mean if predictor.input_mean is not None else torch.zeros(count)

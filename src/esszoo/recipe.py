@@ -85,6 +85,17 @@ class DataSpec(Strict):
     window: WindowSpec | None = None
     train_on: TrainOnSpec | None = None
     split: SplitSpec = SplitSpec()
+    stream: bool = Field(
+        default=False,
+        description="translation: leave the data on disk and read a block of time steps at "
+        "a time (data larger than memory)",
+    )
+    stream_block: int = Field(
+        default=64, ge=1, description="time steps per block read (whole chunks of the store)"
+    )
+    stream_workers: int = Field(
+        default=2, ge=0, description="worker processes reading blocks ahead of training"
+    )
 
 
 class TaskSpec(Strict):

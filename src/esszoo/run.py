@@ -15,13 +15,14 @@ from typing import Any
 
 import torch
 
-from esszoo.data.dataset import SplitData
+from esszoo.data.dataset import SplitData, Table
 from esszoo.data.fields import field_data, paired_fields
 from esszoo.data.inpainting import inpainting_data
 from esszoo.data.source import open_source
+from esszoo.data.stream import streamed_fields
 from esszoo.data.tabular import tabular_data
 from esszoo.data.windows import window_data
-from esszoo.errors import RecipeError, RunError
+from esszoo.errors import DataError, RecipeError, RunError
 from esszoo.fileio import make_folder
 from esszoo.recipe import Recipe, load_recipe
 from esszoo.tasks import task_class
@@ -61,11 +62,30 @@ def build_data(recipe: Recipe) -> SplitData:
             train_on=open_source(train_on.source) if train_on else None,
             train_variable=train_on.variable if train_on else None,
         )
+    if spec.stream and kind != "windows" or spec.stream and spec.label_rule:
+        raise RecipeError(
+            f"data.stream serves translation (fields to fields), not task '{recipe.task.name}'",
+            "set data.stream: false, or select a smaller region or period",
+        )
     if kind == "windows":
         from esszoo.registry import model_card
 
         window = spec.window
         volume = len(model_card(recipe.model.name).example_input) == 5
+        if spec.stream:
+            return streamed_fields(
+                dataset,
+                inputs=spec.inputs,
+                targets=spec.targets or None,
+                window=(window.past, window.future, window.stride) if window else None,
+                volume=volume,
+                coarsen=spec.coarsen,
+                split_dim=spec.split.dim,
+                train=spec.split.train,
+                val=spec.split.val,
+                test=spec.split.test,
+                block=spec.stream_block,
+            )
         if window is None and task_class(recipe.task.name).same_time_pairs:
             return paired_fields(
                 dataset,
@@ -214,8 +234,11 @@ def score_rows(
     data: SplitData,
     split: str = "test",
     model_label: str = "model",
-) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
-    """Scores of the model and of the task's baselines on one split, with predictions."""
+) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], torch.Tensor]:
+    """Scores of the model and of the task's baselines on one split, with the predictions
+    and the truth to plot (for data streamed from disk: of the split's first block)."""
+    if data.streamed:
+        return _score_blocks(task, predictor, data, split, model_label)
     table = data.tables[split]
     inputs = task_inputs(table)
     predictor.eval()
@@ -228,7 +251,38 @@ def score_rows(
         | task.score(prediction, table.y, data, table)
         for name, prediction in predictions.items()
     ]
-    return rows, predictions
+    return rows, predictions, table.y
+
+
+def _score_blocks(
+    task: Any, predictor: torch.nn.Module, data: SplitData, split: str, model_label: str
+) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], torch.Tensor]:
+    """`score_rows` a block at a time: scores accumulate, memory holds one block. Samples
+    whose inputs are all missing are left out, as they are from data held in memory."""
+    predictor.eval()
+    baselines = {f"baseline: {n}": b for n, b in task.baselines(data).items()}
+    scores = {name: task.scorer(data) for name in [model_label, *baselines]}
+    shown, samples = None, 0
+    for block in data.tables[split].blocks():
+        keep = torch.isfinite(block.x).flatten(1).any(1)
+        block = Table(block.x[keep], block.y[keep])
+        if not len(block):
+            continue
+        samples += len(block)
+        predictions = {model_label: predict_in_batches(predictor, block.x)}
+        with torch.inference_mode():
+            predictions |= {name: baseline(block) for name, baseline in baselines.items()}
+        for name, prediction in predictions.items():
+            scores[name].add(prediction, block.y)
+        if shown is None:
+            shown = (predictions, block.y)
+    if shown is None:
+        raise DataError(f"the {split} split has no sample with any input value")
+    rows = [
+        {"predictor": name, "split": split, "samples": samples} | total.result()
+        for name, total in scores.items()
+    ]
+    return rows, *shown
 
 
 def task_inputs(table: Any) -> tuple[torch.Tensor, ...]:

@@ -322,13 +322,22 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
             f"{len(report['kept_fresh'])} kept fresh"
         )
     task = build_task(recipe, net)
-    tensors = task.prepare(data)
+    if data.streamed:  # left on disk: statistics by blocks, batches from worker processes
+        train_loader, val_loader = task.stream_loaders(
+            data, spec.batch_size, spec.seed, recipe.data.stream_workers
+        )
+        sample = data.train.head(1).x
+    else:
+        tensors = task.prepare(data)
+        sample = tensors["train"]["x"]
+        train_loader = TensorBatches(
+            tensors["train"], spec.batch_size, shuffle=True, seed=spec.seed
+        )
+        val_loader = TensorBatches(tensors["val"], spec.batch_size if sample.dim() > 2 else 8192)
     # written once data and model are known good: a recipe whose data fail leaves no run
     if launch_rank() == 0:
         write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
-    fields = tensors["train"]["x"].dim() > 2
-    train_loader = TensorBatches(tensors["train"], spec.batch_size, shuffle=True, seed=spec.seed)
-    val_loader = TensorBatches(tensors["val"], spec.batch_size if fields else 8192)
+    fields, volumes = sample.dim() > 2, sample.dim() == 5
     last = run_dir / LAST_CHECKPOINT
     start_epoch = _checkpoint_epoch(last) if resume else 0
     history = MetricsHistory(
@@ -336,8 +345,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     )
     callbacks: list[Callback] = [StopOnNonFinite(run_dir), history]
     if resolve_memory_format(spec.memory_format, fields) == "channels_last":
-        callbacks.append(ChannelsLast(volumes=tensors["train"]["x"].dim() == 5))
-    trainer = make_trainer(recipe, run_dir, callbacks, volumes=tensors["train"]["x"].dim() == 5)
+        callbacks.append(ChannelsLast(volumes=volumes))
+    trainer = make_trainer(recipe, run_dir, callbacks, volumes=volumes)
     trainer.fit(
         task, train_loader, val_loader, ckpt_path=last if resume else None, weights_only=True
     )
@@ -354,10 +363,12 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
         run_dir,
         **describe_run(recipe, data, trainer, history),
     )
-    rows, predictions = score_rows(task, predictor, data, "test", model_label=model_label(recipe))
+    rows, predictions, truth = score_rows(
+        task, predictor, data, "test", model_label=model_label(recipe)
+    )
     write_csv(rows, run_dir / "scores.csv")
     plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)
-    task.plot(predictions, data.test.y, data, run_dir / task.plot_file)
+    task.plot(predictions, truth, data, run_dir / task.plot_file)
     print_table(rows, f"{recipe.name}: test split ({len(data.test)} samples)")
     print(f"run written to {run_dir}")
     print(f"maps and plots: {run_dir / task.plot_file}, {run_dir / 'loss_curve.png'}")

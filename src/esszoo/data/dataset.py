@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,23 @@ class Table:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def rows(self, start: int, stop: int) -> Table:
+        """Samples [start, stop) (views, no copy)."""
+        return Table(
+            self.x[start:stop],
+            self.y[start:stop],
+            None if self.mask is None else self.mask[start:stop],
+            {name: values[start:stop] for name, values in self.coords.items()},
+        )
+
+    def head(self, count: int) -> Table:
+        return self.rows(0, count)
+
+    def blocks(self) -> Iterator[Table]:
+        """The split as blocks of samples for passes that accumulate (statistics, scores):
+        in memory, one block; streamed from disk (`esszoo.data.stream`), many."""
+        yield self
+
 
 @dataclass
 class SplitData:
@@ -39,11 +57,16 @@ class SplitData:
     tables: dict[str, Table]
     split: Split
     dims: tuple[str, ...]
-    dropped: dict[str, int]  # samples dropped for missing values, per split
+    dropped: dict[str, int | None]  # samples dropped for missing values, per split
     physics: str | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
     grid: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. lat, lon of fields
     window: tuple[int, int] | None = None  # (past, future) frames of windows of fields
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the splits stay on disk and are read a block at a time."""
+        return not isinstance(self.tables["train"], Table)
 
     @property
     def train(self) -> Table:

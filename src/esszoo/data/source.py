@@ -10,6 +10,7 @@ are decoded to NaN by xarray; NaN is what marks a missing value from here on.
 from __future__ import annotations
 
 import glob
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -72,7 +73,9 @@ def _open_many(pattern: str) -> xr.Dataset:
 
 def _open_zarr(path: Path) -> xr.Dataset:
     try:
-        return xr.open_zarr(path)
+        with warnings.catch_warnings():  # a store without consolidated metadata is fine
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return xr.open_zarr(path)
     except (OSError, ValueError, KeyError) as error:
         raise DataError(
             f"cannot read '{path}' as a Zarr store ({str(error)[:160]})",

@@ -17,6 +17,7 @@ import torch
 import xarray as xr
 
 from esszoo.data.dataset import SplitData, Table
+from esszoo.data.fields import _lat_lon
 from esszoo.data.labels import label_rule
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values, select_variables
@@ -98,5 +99,6 @@ def window_data(
         dims=(split_dim, *grid),
         dropped={name: 0 for name in SPLITS},
         classes=classes,
+        grid=_lat_lon(array),
         window=(past, future),
     )

@@ -22,6 +22,7 @@ EOFs as the network's code has numbers (at most the training fields less one).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,16 @@ import torch
 from torch import nn
 
 from esszoo.data.dataset import SplitData, Table
-from esszoo.errors import RecipeError
+from esszoo.data.stream import StreamBatches
+from esszoo.errors import DataError, RecipeError
 from esszoo.predictor import Predictor
 from esszoo.recipe import TaskSpec, TrainerSpec
 from esszoo.tasks.base import Task
-from esszoo.tasks.classification import channel_stats
+from esszoo.tasks.classification import ChannelMoments
 
 
-def area_weights(data: SplitData, like: torch.Tensor) -> torch.Tensor:
+def area_weights(lat: np.ndarray | None, like: torch.Tensor) -> torch.Tensor:
     """cos(latitude) broadcast to `like` (B, C, *grid), or ones without a latitude."""
-    lat = data.grid.get("lat")
     if lat is None or np.ndim(lat) != 1 or len(lat) != like.shape[-2]:
         return torch.ones_like(like)
     weights = torch.from_numpy(np.cos(np.radians(lat))).to(like.dtype)
@@ -62,30 +63,49 @@ class TranslationTask(Task):
 
     @staticmethod
     def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
-        return {"in_channels": data.train.x.shape[1], "out_channels": data.train.y.shape[1]}
+        sample = data.train.head(1)
+        return {"in_channels": sample.x.shape[1], "out_channels": sample.y.shape[1]}
 
-    def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
-        input_mean, input_std = channel_stats(data.train.x)
-        output_mean, output_std = channel_stats(data.train.y)
+    def fit(self, data: SplitData) -> None:
+        """Normalization statistics of the training split (and the linear-regression
+        baseline where it applies), in one pass over its blocks."""
+        inputs, outputs = ChannelMoments(), ChannelMoments()
+        regression = PooledRegression() if self._regresses(data) else None
+        for table in data.train.blocks():
+            inputs.add(table.x)
+            outputs.add(table.y)
+            if regression is not None:
+                regression.add(table.x, table.y)
+        (input_mean, input_std), (output_mean, output_std) = inputs.result(), outputs.result()
         self.stats = {
             "input_mean": input_mean,
             "input_std": input_std,
             "output_mean": output_mean,
             "output_std": output_std,
         }
-        predictor = self.predictor()
-        tensors = {}
-        for split, table in data.tables.items():
-            known = torch.isfinite(table.y)
-            target = (table.y - predictor._channels(output_mean, table.y)) / predictor._channels(
-                output_std, table.y
-            )
-            tensors[split] = {
-                "x": predictor.normalize(table.x),
-                "y": torch.where(known, target, 0.0),
-                "known": known.float() * area_weights(data, table.y),
-            }
-        return tensors
+        self.regression = regression
+
+    def transform(self, data: SplitData) -> Callable[[Table], dict[str, torch.Tensor]]:
+        """Table -> the batch tensors (picklable, for the workers of streamed data)."""
+        return partial(translation_tensors, stats=self.stats, lat=data.grid.get("lat"))
+
+    def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
+        self.fit(data)
+        transform = self.transform(data)
+        return {split: transform(table) for split, table in data.tables.items()}
+
+    def stream_loaders(
+        self, data: SplitData, batch_size: int, seed: int, workers: int
+    ) -> tuple[StreamBatches, StreamBatches]:
+        """Training and validation batches of data left on disk (`data.stream`)."""
+        self.fit(data)
+        transform = self.transform(data)
+        return (
+            StreamBatches(
+                data.train, transform, batch_size, shuffle=True, seed=seed, workers=workers
+            ),
+            StreamBatches(data.val, transform, batch_size, workers=workers),
+        )
 
     def predictor(self) -> Predictor:
         return Predictor(self.net, **self.stats, fill_missing=True)
@@ -94,16 +114,29 @@ class TranslationTask(Task):
         error = (self.net(batch["x"]).float() - batch["y"]) ** 2
         return (error * batch["known"]).sum() / batch["known"].sum().clamp(min=1e-6)
 
+    @staticmethod
+    def _rebuilds_itself(data: SplitData) -> bool:
+        return data.window is None and [v.name for v in data.inputs] == [
+            v.name for v in data.targets
+        ]
+
+    def _regresses(self, data: SplitData) -> bool:
+        return not self._rebuilds_itself(data)
+
     def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
-        names = [[v.name for v in variables] for variables in (data.inputs, data.targets)]
-        if data.window is None and names[0] == names[1]:  # every field rebuilt from itself
+        if self._rebuilds_itself(data):  # compared with as many EOFs as the code has numbers
             code = self._code_size(data)
             if code is None:
                 return {"identity": lambda table: table.x.nan_to_num()}
             modes = min(code, len(data.train) - 1)
             return {f"EOF truncation ({modes} modes)": eof_truncation(data.train.y, modes)}
-        found = {"linear regression": pooled_linear_regression(data.train.x, data.train.y)}
-        if data.window is not None and names[0][0] == names[1][0]:
+        regression = getattr(self, "regression", None)
+        if regression is None:  # a task built to evaluate a run: fit it now
+            regression = PooledRegression()
+            for table in data.train.blocks():
+                regression.add(table.x, table.y)
+        found = {"linear regression": regression.predictor()}
+        if data.window is not None and data.inputs[0].name == data.targets[0].name:
             found["persistence"] = persistence
         return found
 
@@ -112,22 +145,20 @@ class TranslationTask(Task):
         if not hasattr(self.net, "encode"):
             return None
         parameter = next(self.net.parameters())
-        sample = torch.zeros(data.train.x[:1].shape, device=parameter.device, dtype=parameter.dtype)
+        sample = torch.zeros(
+            data.train.head(1).x.shape, device=parameter.device, dtype=parameter.dtype
+        )
         with torch.no_grad():
             return self.net.encode(sample).numel()
 
     def score(
         self, prediction: torch.Tensor, truth: torch.Tensor, data: SplitData, table: Any = None
     ) -> dict[str, float]:
-        known = torch.isfinite(truth)
-        weights = area_weights(data, truth).double() * known
-        error = (prediction.double() - truth.double()).nan_to_num() * known
-        total = weights.sum()
-        rmse = float(((error**2) * weights).sum().div(total).sqrt())
-        mae = float((error.abs() * weights).sum() / total)
-        bias = float((error * weights).sum() / total)
-        pairs = torch.stack([prediction[known].double(), truth[known].double()])
-        return {"rmse": rmse, "mae": mae, "bias": bias, "corr": float(torch.corrcoef(pairs)[0, 1])}
+        return self.scorer(data).add(prediction, truth).result()
+
+    def scorer(self, data: SplitData) -> FieldScores:
+        """Scores accumulated block by block (for data streamed from disk)."""
+        return FieldScores(data.grid.get("lat"))
 
     def plot(
         self, predictions: dict[str, torch.Tensor], truth: torch.Tensor, data: SplitData, path: Path
@@ -168,21 +199,120 @@ def eof_truncation(train: torch.Tensor, modes: int) -> Callable[[Table], torch.T
     return predict
 
 
+def translation_tensors(
+    table: Table, stats: dict[str, torch.Tensor], lat: np.ndarray | None
+) -> dict[str, torch.Tensor]:
+    """A table's batch tensors: inputs normalized (missing points at 0, the channel mean),
+    targets normalized (0 where unknown), and `known`: the area weight of each known target
+    point, 0 elsewhere and for samples whose inputs are all missing."""
+    channels = Predictor._channels
+    x = (table.x - channels(stats["input_mean"], table.x)) / channels(stats["input_std"], table.x)
+    known = torch.isfinite(table.y)
+    target = (table.y - channels(stats["output_mean"], table.y)) / channels(
+        stats["output_std"], table.y
+    )
+    observed = torch.isfinite(table.x).flatten(1).any(1)
+    weights = known.float() * area_weights(lat, table.y)
+    weights = weights * observed.view(-1, *[1] * (weights.dim() - 1))
+    return {
+        "x": torch.nan_to_num(x, nan=0.0),
+        "y": torch.where(known, target, 0.0),
+        "known": weights,
+    }
+
+
+def _columns(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, *grid) -> (points, C) in float64."""
+    return t.transpose(0, 1).reshape(t.shape[1], -1).T.double()
+
+
+class PooledRegression:
+    """y_c = sum_k a_ck x_k + b_c at every point, a and b fitted over all training points:
+    normal equations accumulated block by block (about the first block's means, so that
+    values far from zero, such as temperatures in K, lose no precision)."""
+
+    def __init__(self) -> None:
+        self.gram: torch.Tensor | None = None
+        self.cross: torch.Tensor | None = None
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> PooledRegression:
+        inputs, targets = _columns(x), _columns(y)
+        usable = torch.isfinite(inputs).all(1) & torch.isfinite(targets).all(1)
+        if not usable.any():
+            return self
+        inputs, targets = inputs[usable], targets[usable]
+        if self.gram is None:
+            self.shift = inputs.mean(0)
+            self.gram = torch.zeros(inputs.shape[1] + 1, inputs.shape[1] + 1, dtype=torch.float64)
+            self.cross = torch.zeros(inputs.shape[1] + 1, targets.shape[1], dtype=torch.float64)
+        design = self._design(inputs)
+        self.gram += design.T @ design
+        self.cross += design.T @ targets
+        return self
+
+    def _design(self, inputs: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones(len(inputs), 1, dtype=torch.float64)
+        return torch.cat([inputs - self.shift, ones], 1)
+
+    def predictor(self) -> Callable[[Table], torch.Tensor]:
+        if self.gram is None:
+            raise DataError("no training point has all its inputs and targets: no regression")
+        solution = torch.linalg.lstsq(self.gram, self.cross).solution  # (C_in + 1, C_out)
+
+        def predict(table: Table) -> torch.Tensor:
+            out = self._design(_columns(table.x).nan_to_num()) @ solution
+            shape = (table.y.shape[1], table.x.shape[0], *table.x.shape[2:])
+            return out.T.reshape(shape).transpose(0, 1).float()
+
+        return predict
+
+
 def pooled_linear_regression(x: torch.Tensor, y: torch.Tensor) -> Callable[[Table], torch.Tensor]:
-    """y_c = sum_k a_ck x_k + b_c at every point, a and b fitted over all training points."""
+    """The pooled regression fitted on one block of fields."""
+    return PooledRegression().add(x, y).predictor()
 
-    def columns(t: torch.Tensor) -> torch.Tensor:  # (N, C, *grid) -> (points, C)
-        return t.transpose(0, 1).reshape(t.shape[1], -1).T.double()
 
-    inputs, targets = columns(x), columns(y)
-    usable = torch.isfinite(inputs).all(1) & torch.isfinite(targets).all(1)
-    design = torch.cat([inputs[usable], torch.ones(int(usable.sum()), 1, dtype=torch.float64)], 1)
-    solution = torch.linalg.lstsq(design, targets[usable]).solution  # (C_in + 1, C_out)
+class FieldScores:
+    """RMSE, MAE and bias over the known points (each weighted by cos(latitude) where the
+    data have one), and the correlation of prediction and truth over the same points,
+    accumulated block by block in float64."""
 
-    def predict(table: Table) -> torch.Tensor:
-        flat = columns(table.x).nan_to_num()
-        out = torch.cat([flat, torch.ones(len(flat), 1, dtype=torch.float64)], 1) @ solution
-        shape = (table.y.shape[1], table.x.shape[0], *table.x.shape[2:])
-        return out.T.reshape(shape).transpose(0, 1).float()
+    def __init__(self, lat: np.ndarray | None):
+        self.lat = lat
+        self.sums = torch.zeros(10, dtype=torch.float64)
+        self.shift: float | None = None
 
-    return predict
+    def add(self, prediction: torch.Tensor, truth: torch.Tensor) -> FieldScores:
+        known = torch.isfinite(truth)
+        weights = area_weights(self.lat, truth).double() * known
+        error = (prediction.double() - truth.double()).nan_to_num() * known
+        p, t = prediction[known].double(), truth[known].double()
+        if self.shift is None and len(t):
+            self.shift = float(t.mean())
+        p, t = p - (self.shift or 0.0), t - (self.shift or 0.0)
+        self.sums += torch.stack(
+            [
+                weights.sum(),
+                (error**2 * weights).sum(),
+                (error.abs() * weights).sum(),
+                (error * weights).sum(),
+                torch.tensor(float(len(t)), dtype=torch.float64),
+                p.sum(),
+                t.sum(),
+                (p * p).sum(),
+                (t * t).sum(),
+                (p * t).sum(),
+            ]
+        )
+        return self
+
+    def result(self) -> dict[str, float]:
+        total, squares, absolute, errors, n, sp, st, spp, stt, spt = self.sums.tolist()
+        covariance = spt / n - (sp / n) * (st / n)
+        spread = ((spp / n - (sp / n) ** 2) * (stt / n - (st / n) ** 2)) ** 0.5
+        return {
+            "rmse": (squares / total) ** 0.5,
+            "mae": absolute / total,
+            "bias": errors / total,
+            "corr": covariance / spread if spread > 0 else float("nan"),
+        }
