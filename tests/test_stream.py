@@ -88,6 +88,21 @@ def test_streamed_data_give_the_statistics_and_baselines_of_data_in_memory(tmp_p
     assert float(streamed["unet"]["rmse"]) == pytest.approx(float(memory["unet"]["rmse"]), rel=0.05)
 
 
+def test_many_netcdf_files_stream_like_one_store(tmp_path, ostia_zarr):
+    dataset = open_source("ostia").load()
+    for year, part in dataset.groupby("time.year"):
+        part.to_netcdf(tmp_path / f"ostia_{year}.nc")
+    pattern = recipe_dict(tmp_path, tmp_path / "ostia_*.nc", stream=True)
+    store = recipe_dict(tmp_path, ostia_zarr, stream=True)
+    many, one = (
+        build_data(load_recipe(write_recipe(tmp_path / f"{n}.yaml", r)))
+        for n, r in (("many", pattern), ("one", store))
+    )
+    assert many.streamed and len(many.test) == len(one.test)
+    for a, b in zip(many.test.blocks(), one.test.blocks(), strict=True):
+        assert torch.equal(a.y.nan_to_num(), b.y.nan_to_num())
+
+
 def test_stream_batches_show_every_sample_once_per_epoch_in_a_seeded_order(
     tmp_path, ostia_zarr, monkeypatch
 ):

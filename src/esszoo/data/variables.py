@@ -88,7 +88,8 @@ def load_values(array: xr.DataArray) -> np.ndarray:
         raise DataError(
             f"variable '{array.name}' {dict(array.sizes)} needs {needed / 2**30:.1f} GiB in "
             f"memory, more than half the {available / 2**30:.1f} GiB available",
-            "select a smaller region or period (or coarsen) before training",
+            "select a smaller region or period (or coarsen) before training, or leave it on "
+            "disk (translation: data.stream: true)",
         )
     try:
         values = np.asarray(array.values, dtype=np.float64)
