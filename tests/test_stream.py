@@ -12,6 +12,7 @@ import torch
 from esszoo.data.source import open_source
 from esszoo.data.stream import StreamBatches
 from esszoo.errors import DataError, RecipeError
+from esszoo.evaluate import evaluate_run
 from esszoo.recipe import load_recipe
 from esszoo.run import build_data, build_task
 from esszoo.train import train
@@ -77,7 +78,8 @@ def test_streamed_data_give_the_statistics_and_baselines_of_data_in_memory(tmp_p
     for key, value in tasks[False].stats.items():
         torch.testing.assert_close(tasks[True].stats[key], value, rtol=1e-6, atol=1e-6)
 
-    memory, streamed = (scores(train(recipes[s])) for s in (False, True))
+    runs = {s: train(recipes[s]) for s in (False, True)}
+    memory, streamed = (scores(runs[s]) for s in (False, True))
     for name in ("baseline: linear regression", "baseline: persistence"):
         for metric in ("rmse", "mae", "bias", "corr"):
             assert float(streamed[name][metric]) == pytest.approx(
@@ -86,6 +88,8 @@ def test_streamed_data_give_the_statistics_and_baselines_of_data_in_memory(tmp_p
     assert streamed["unet"]["samples"] == memory["unet"]["samples"]
     # the network sees the same samples in another order: the same skill, not the same bits
     assert float(streamed["unet"]["rmse"]) == pytest.approx(float(memory["unet"]["rmse"]), rel=0.05)
+    again = {row["predictor"]: row for row in evaluate_run(runs[True])}  # block by block too
+    assert again["unet"]["rmse"] == pytest.approx(float(streamed["unet"]["rmse"]), rel=1e-6)
 
 
 def test_many_netcdf_files_stream_like_one_store(tmp_path, ostia_zarr):
@@ -237,3 +241,16 @@ def test_training_on_a_store_three_times_a_memory_cap_stays_under_it(tmp_path):
     rows = scores(tmp_path / "runs" / "large")
     assert int(rows["unet"]["samples"]) == 480  # the test split: 15% of 3200 times
     assert float(rows["baseline: linear regression"]["rmse"]) < 1e-3  # skin is linear in sst
+
+
+def test_a_block_with_no_valid_value_is_an_outage_not_an_error(tmp_path):
+    """Months 8-15 missing everywhere (a satellite outage) fill whole blocks of the store:
+    streaming reads them, trains around them (no input: no loss) and scores without them."""
+    dataset = open_source("ostia").load()
+    dataset["surface_temperature"][8:16] = float("nan")
+    dataset.chunk({"time": 4}).to_zarr(tmp_path / "outage.zarr", consolidated=False)
+    recipe = recipe_dict(tmp_path, tmp_path / "outage.zarr", stream=True)
+    recipe["trainer"]["max_epochs"] = 1
+    run_dir = train(write_recipe(tmp_path / "outage.yaml", recipe))
+    rows = scores(run_dir)
+    assert all(float(row["rmse"]) > 0 for row in rows.values())

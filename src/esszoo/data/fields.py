@@ -18,7 +18,7 @@ import xarray as xr
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.labels import label_rule
 from esszoo.data.splits import SPLITS, contiguous_split
-from esszoo.data.variables import Variable, load_values, select_variables
+from esszoo.data.variables import Variable, load_values, require_values, select_variables
 from esszoo.errors import DataError
 
 BLOCK = 256  # samples read at a time
@@ -63,7 +63,7 @@ def field_data(
         if unknown:
             raise DataError(f"data.coarsen names {unknown}, not grid dimensions {grid_dims}")
         arrays = [a.coarsen(coarsen, boundary="trim").mean() for a in arrays]
-    x_values = np.stack([_load_blocks(a, split_dim) for a in arrays], axis=1)  # (N, C, H, W)
+    x_values = np.stack([load_blocks(a, split_dim) for a in arrays], axis=1)  # (N, C, H, W)
 
     coordinate = (
         dataset[split_dim].values if split_dim in dataset.coords else np.arange(len(labels))
@@ -87,15 +87,15 @@ def field_data(
     )
 
 
-def _load_blocks(array: xr.DataArray, dim: str) -> np.ndarray:
+def load_blocks(array: xr.DataArray, dim: str) -> np.ndarray:
     size = array.sizes[dim]
     if size == 0:
         return load_values(array)  # says that the variable is empty
     blocks = [
-        load_values(array.isel({dim: slice(start, start + BLOCK)})).astype(np.float32)
+        load_values(array.isel({dim: slice(start, start + BLOCK)}), part=True).astype(np.float32)
         for start in range(0, size, BLOCK)
     ]
-    return np.concatenate(blocks)
+    return require_values(array, np.concatenate(blocks))
 
 
 def _label_variable(
@@ -137,7 +137,7 @@ def _apply_rule(rule, arrays: list[xr.DataArray], dim: str) -> np.ndarray:
     size = field.sizes[dim]
     return np.concatenate(
         [
-            rule.function(load_values(field.isel({dim: slice(start, start + BLOCK)})))
+            rule.function(load_values(field.isel({dim: slice(start, start + BLOCK)}), part=True))
             for start in range(0, size, BLOCK)
         ]
     )
@@ -180,7 +180,7 @@ def paired_fields(
         if unknown:
             raise DataError(f"data.coarsen names {unknown}, not grid dimensions {grid_dims}")
         arrays = {name: a.coarsen(coarsen, boundary="trim").mean() for name, a in arrays.items()}
-    values = {name: _load_blocks(a, split_dim) for name, a in arrays.items()}
+    values = {name: load_blocks(a, split_dim) for name, a in arrays.items()}
     x_values = np.stack([values[name] for name in inputs], axis=1)
     y_values = np.stack([values[name] for name in targets], axis=1)
     times = dataset[split_dim].values if split_dim in dataset.coords else np.arange(len(x_values))
@@ -203,11 +203,11 @@ def paired_fields(
         split=split,
         dims=(split_dim, *grid_dims),
         dropped=dropped,
-        grid=_lat_lon(arrays[inputs[0]]),
+        grid=lat_lon(arrays[inputs[0]]),
     )
 
 
-def _lat_lon(array: xr.DataArray) -> dict[str, np.ndarray]:
+def lat_lon(array: xr.DataArray) -> dict[str, np.ndarray]:
     """1-D latitude and longitude of a field, where it has them (for area weights)."""
     found = {}
     for key, names in {"lat": ("lat", "latitude"), "lon": ("lon", "longitude")}.items():

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from esszoo.data.batches import _world
 from esszoo.data.dataset import SplitData, Table
-from esszoo.data.fields import _lat_lon
+from esszoo.data.fields import lat_lon
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values, select_variables
 from esszoo.errors import DataError
@@ -113,7 +113,8 @@ _LIBC = _glibc()
 
 
 def _read(array: xr.DataArray, start: int, stop: int) -> np.ndarray:
-    return load_values(array.isel({array.dims[0]: slice(start, stop)})).astype(np.float32)
+    block = array.isel({array.dims[0]: slice(start, stop)})
+    return load_values(block, part=True).astype(np.float32)
 
 
 def streamed_fields(
@@ -157,9 +158,8 @@ def streamed_fields(
         if unknown:
             raise DataError(f"data.coarsen names {unknown}, not grid dimensions {grid}")
         arrays = {n: a.coarsen(coarsen, boundary="trim").mean() for n, a in arrays.items()}
-    times = dataset[split_dim].values if split_dim in dataset.coords else None
-    if times is None:
-        times = np.arange(arrays[names[0]].sizes[split_dim])
+    first = arrays[inputs[0]]
+    times = first[split_dim].values if split_dim in first.coords else np.arange(len(first))
     split = contiguous_split(times, split_dim, train, val, test)
     tables = {}
     for name in SPLITS:
@@ -185,7 +185,6 @@ def streamed_fields(
             volume=volume,
             block=block,
         )
-    first = arrays[inputs[0]]
     if window is None:
         variables = (
             [Variable.of(arrays[n]) for n in inputs],
@@ -201,7 +200,7 @@ def streamed_fields(
         split=split,
         dims=(split_dim, *grid),
         dropped={name: None for name in SPLITS},  # not known without reading everything
-        grid=_lat_lon(first),
+        grid=lat_lon(first),
         window=None if window is None else window[:2],
     )
 
@@ -239,6 +238,7 @@ class StreamBatches:
         self.blocks = _Blocks(table, transform, self.ranges, batch_size, shuffle, seed)
         self.workers, self.prefetch = workers, prefetch
         self._loader: DataLoader | None = None
+        self._items: list[tuple[int, int]] = []  # the epoch's plan, read by `_Items`
 
     @property
     def sampler(self) -> StreamBatches:

@@ -76,8 +76,11 @@ def available_memory() -> int | None:
     return None
 
 
-def load_values(array: xr.DataArray) -> np.ndarray:
-    """The values of `array` as float64, NaN where missing; a clear error if unusable."""
+def load_values(array: xr.DataArray, part: bool = False) -> np.ndarray:
+    """The values of `array` as float64, NaN where missing; a clear error if unusable.
+
+    `part`: `array` is a block of a variable read piece by piece (a block may be empty of
+    valid values, as a radar outage is); check the whole with `require_values`."""
     if array.dtype.kind not in "biuf":  # text would convert silently where it looks numeric
         raise DataError(
             f"variable '{array.name}' holds {array.dtype} values, not numbers",
@@ -103,6 +106,11 @@ def load_values(array: xr.DataArray) -> np.ndarray:
             f"variable '{array.name}' holds {array.dtype} values, not numbers",
             "choose numeric variables",
         ) from None
+    return values if part else require_values(array, values)
+
+
+def require_values(array: xr.DataArray, values: np.ndarray) -> np.ndarray:
+    """`values` of the whole variable `array`, refused if empty or without a valid value."""
     if values.size == 0:
         raise DataError(f"variable '{array.name}' is empty: dimensions {dict(array.sizes)}")
     if not np.isfinite(values).any():

@@ -17,13 +17,11 @@ import torch
 import xarray as xr
 
 from esszoo.data.dataset import SplitData, Table
-from esszoo.data.fields import _lat_lon
+from esszoo.data.fields import lat_lon, load_blocks
 from esszoo.data.labels import label_rule
 from esszoo.data.splits import SPLITS, contiguous_split
-from esszoo.data.variables import Variable, load_values, select_variables
+from esszoo.data.variables import Variable, select_variables
 from esszoo.errors import DataError
-
-BLOCK = 256
 
 
 def window_data(
@@ -58,12 +56,7 @@ def window_data(
     array = array.transpose(split_dim, *grid)
     if coarsen:
         array = array.coarsen(coarsen, boundary="trim").mean()
-    frames = np.concatenate(
-        [
-            load_values(array.isel({split_dim: slice(i, i + BLOCK)})).astype(np.float32)
-            for i in range(0, array.sizes[split_dim], BLOCK)
-        ]
-    )
+    frames = load_blocks(array, split_dim)
     # classes of the fields the model sees (after coarsening), so that a prediction and
     # the persistence of the last input frame are judged on the same grid
     labels = label_rule(point_rule).function(frames) if point_rule else None
@@ -99,6 +92,6 @@ def window_data(
         dims=(split_dim, *grid),
         dropped={name: 0 for name in SPLITS},
         classes=classes,
-        grid=_lat_lon(array),
+        grid=lat_lon(array),
         window=(past, future),
     )

@@ -76,6 +76,11 @@ class TranslationTask(Task):
             outputs.add(table.y)
             if regression is not None:
                 regression.add(table.x, table.y)
+        if inputs.count is None or not (inputs.count > 0).all() or not (outputs.count > 0).all():
+            raise DataError(
+                "the training split holds no valid value of an input or a target channel",
+                "check the variables over the training period, or move the split",
+            )
         (input_mean, input_std), (output_mean, output_std) = inputs.result(), outputs.result()
         self.stats = {
             "input_mean": input_mean,
