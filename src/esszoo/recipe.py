@@ -147,8 +147,8 @@ class TrainerSpec(Strict):
     )
     compile: bool | Literal["auto"] = Field(
         default="auto",
-        description="torch.compile the network; auto: off (measured slower on an H200 and "
-        "on CPUs, BENCHMARKS.md)",
+        description="torch.compile the network; auto: off (no consistent gain measured on an "
+        "H200, slower to start on CPUs; BENCHMARKS.md)",
     )
     progress_bar: bool = True
     deterministic: bool = False

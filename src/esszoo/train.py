@@ -87,8 +87,9 @@ def resolve_memory_format(requested: str, fields: bool) -> str:
 
 def resolve_compile(requested: bool | str, accelerator: str) -> bool:
     """'auto' -> eager everywhere. Measured (BENCHMARKS.md, GPU section): on an H200 the
-    compiled ResNet-50 step in esszoo's Trainer took 38.5 ms against 25.2 ms eager; on CPUs
-    compiling costs more minutes than a run saves. `trainer.compile: true` asks for it."""
+    compiled ResNet-50 step was slower in one run (38.5 against 25.2 ms) and faster in
+    another (29.9 against 44.8 ms), no consistent gain for a minute of compilation; on
+    CPUs compiling costs more minutes than a run saves. `trainer.compile: true` asks."""
     if requested != "auto":
         return bool(requested)
     return False
