@@ -59,7 +59,7 @@ class TranslationTask(Task):
         super().__init__(net, spec, trainer)
         if spec.loss not in (None, "mse"):
             raise RecipeError(f"task.loss '{spec.loss}' does not fit translation", "use mse")
-        self.weights: torch.Tensor | None = None
+        self.regression: PooledRegression | None = None  # the baseline, fitted with the stats
 
     @staticmethod
     def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
@@ -70,7 +70,7 @@ class TranslationTask(Task):
         """Normalization statistics of the training split (and the linear-regression
         baseline where it applies), in one pass over its blocks."""
         inputs, outputs = ChannelMoments(), ChannelMoments()
-        regression = PooledRegression() if self._regresses(data) else None
+        regression = None if self._rebuilds_itself(data) else PooledRegression()
         for table in data.train.blocks():
             inputs.add(table.x)
             outputs.add(table.y)
@@ -125,9 +125,6 @@ class TranslationTask(Task):
             v.name for v in data.targets
         ]
 
-    def _regresses(self, data: SplitData) -> bool:
-        return not self._rebuilds_itself(data)
-
     def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
         if self._rebuilds_itself(data):  # compared with as many EOFs as the code has numbers
             code = self._code_size(data)
@@ -135,7 +132,7 @@ class TranslationTask(Task):
                 return {"identity": lambda table: table.x.nan_to_num()}
             modes = min(code, len(data.train) - 1)
             return {f"EOF truncation ({modes} modes)": eof_truncation(data.train.y, modes)}
-        regression = getattr(self, "regression", None)
+        regression = self.regression
         if regression is None:  # a task built to evaluate a run: fit it now
             regression = PooledRegression()
             for table in data.train.blocks():
