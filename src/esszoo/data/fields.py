@@ -92,7 +92,7 @@ def load_blocks(array: xr.DataArray, dim: str) -> np.ndarray:
     if size == 0:
         return load_values(array)  # says that the variable is empty
     blocks = [
-        load_values(array.isel({dim: slice(start, start + BLOCK)}), part=True).astype(np.float32)
+        load_values(array.isel({dim: slice(start, start + BLOCK)}), part=True, dtype=np.float32)
         for start in range(0, size, BLOCK)
     ]
     return require_values(array, np.concatenate(blocks))

@@ -114,7 +114,7 @@ _LIBC = _glibc()
 
 def _read(array: xr.DataArray, start: int, stop: int) -> np.ndarray:
     block = array.isel({array.dims[0]: slice(start, stop)})
-    return load_values(block, part=True).astype(np.float32)
+    return load_values(block, part=True, dtype=np.float32)
 
 
 def streamed_fields(

@@ -76,8 +76,9 @@ def available_memory() -> int | None:
     return None
 
 
-def load_values(array: xr.DataArray, part: bool = False) -> np.ndarray:
-    """The values of `array` as float64, NaN where missing; a clear error if unusable.
+def load_values(array: xr.DataArray, part: bool = False, dtype: type = np.float64) -> np.ndarray:
+    """The values of `array` as float64 (or `dtype`), NaN where missing; a clear error if
+    unusable.
 
     `part`: `array` is a block of a variable read piece by piece (a block may be empty of
     valid values, as a radar outage is); check the whole with `require_values`."""
@@ -95,7 +96,7 @@ def load_values(array: xr.DataArray, part: bool = False) -> np.ndarray:
             "disk (translation: data.stream: true)",
         )
     try:
-        values = np.asarray(array.values, dtype=np.float64)
+        values = np.asarray(array.values, dtype=dtype)
     except (OSError, RuntimeError, ValueError) as error:
         raise DataError(
             f"cannot read the values of '{array.name}' ({str(error)[:160]})",
