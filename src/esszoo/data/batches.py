@@ -60,7 +60,7 @@ class TensorBatches:
             order = torch.randperm(self.length, generator=generator)
         else:
             order = torch.arange(self.length)
-        world, rank = _world()
+        world, rank = process_world()
         if world > 1:
             wrapped = order.repeat(-(-self._rows_per_process() * world // self.length))
             order = wrapped[: self._rows_per_process() * world][rank::world]
@@ -73,11 +73,11 @@ class TensorBatches:
             yield {name: tensor[rows] for name, tensor in self.tensors.items()}
 
     def _rows_per_process(self) -> int:
-        world, _ = _world()
+        world, _ = process_world()
         return -(-self.length // world)
 
 
-def _world() -> tuple[int, int]:
+def process_world() -> tuple[int, int]:
     """(processes, this process's rank) of the distributed run, (1, 0) outside one."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()

@@ -164,22 +164,9 @@ def paired_fields(
     the targets stay NaN (not scored).
     """
     targets = targets or inputs
-    arrays = select_variables(dataset, list(dict.fromkeys([*inputs, *targets])), "input")
-    dims = tuple(arrays[0].dims)
-    grid_rank = 3 if volume else 2
-    if split_dim not in dims or len(dims) != grid_rank + 1:
-        wanted = f"({split_dim}, level, lat, lon)" if volume else f"({split_dim}, lat, lon)"
-        raise DataError(
-            f"the model takes fields {wanted}; '{arrays[0].name}' has {dims}",
-            "select one level per variable for 2-D models, or keep levels for volume models",
-        )
-    grid_dims = tuple(d for d in dims if d != split_dim)
-    arrays = {a.name: a.transpose(split_dim, *grid_dims) for a in arrays}
-    if coarsen:
-        unknown = [d for d in coarsen if d not in grid_dims]
-        if unknown:
-            raise DataError(f"data.coarsen names {unknown}, not grid dimensions {grid_dims}")
-        arrays = {name: a.coarsen(coarsen, boundary="trim").mean() for name, a in arrays.items()}
+    arrays, grid_dims = grid_fields(
+        dataset, [*inputs, *targets], split_dim, levels=volume, coarsen=coarsen
+    )
     values = {name: load_blocks(a, split_dim) for name, a in arrays.items()}
     x_values = np.stack([values[name] for name in inputs], axis=1)
     y_values = np.stack([values[name] for name in targets], axis=1)
@@ -205,6 +192,34 @@ def paired_fields(
         dropped=dropped,
         grid=lat_lon(arrays[inputs[0]]),
     )
+
+
+def grid_fields(
+    dataset: xr.Dataset,
+    names: list[str],
+    split_dim: str,
+    *,
+    levels: bool = False,
+    coarsen: dict[str, int] | None = None,
+) -> tuple[dict[str, xr.DataArray], tuple[str, ...]]:
+    """The variables `names` as lazy (split_dim, [level,] lat, lon) arrays, coarsened by
+    block means where asked, and their grid dimensions."""
+    arrays = select_variables(dataset, list(dict.fromkeys(names)), "input")
+    dims = tuple(arrays[0].dims)
+    if split_dim not in dims or len(dims) != (4 if levels else 3):
+        wanted = f"({split_dim}, level, lat, lon)" if levels else f"({split_dim}, lat, lon)"
+        raise DataError(
+            f"the model takes fields {wanted}; '{arrays[0].name}' has {dims}",
+            "select one level per variable for 2-D models, or keep levels for volume models",
+        )
+    grid = tuple(d for d in dims if d != split_dim)
+    arrays = {a.name: a.transpose(split_dim, *grid) for a in arrays}
+    if coarsen:
+        unknown = [d for d in coarsen if d not in grid]
+        if unknown:
+            raise DataError(f"data.coarsen names {unknown}, not grid dimensions {grid}")
+        arrays = {n: a.coarsen(coarsen, boundary="trim").mean() for n, a in arrays.items()}
+    return arrays, grid
 
 
 def lat_lon(array: xr.DataArray) -> dict[str, np.ndarray]:

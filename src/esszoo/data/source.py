@@ -49,9 +49,8 @@ def _open_netcdf(path: Path) -> xr.Dataset:
     try:
         return xr.open_dataset(path)
     except (OSError, ValueError, RuntimeError, KeyError, IndexError) as error:
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise DataError(
-            f"cannot read '{path}' as NetCDF ({reason})",
+            f"cannot read '{path}' as NetCDF ({_reason(error)})",
             "the file may be truncated or of another format; check it with `ncdump -h`",
         ) from None
 
@@ -64,11 +63,15 @@ def _open_many(pattern: str) -> xr.Dataset:
     try:
         return xr.open_mfdataset(paths, combine="by_coords")
     except (OSError, ValueError, RuntimeError, KeyError, IndexError) as error:
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise DataError(
-            f"cannot combine the {len(paths)} files matching '{pattern}' ({reason})",
+            f"cannot combine the {len(paths)} files matching '{pattern}' ({_reason(error)})",
             "the files must share variables and continue one another along a coordinate",
         ) from None
+
+
+def _reason(error: Exception) -> str:
+    """The first line of a reader's error, for a one-line message."""
+    return str(error).splitlines()[0][:160] if str(error) else type(error).__name__
 
 
 def _open_zarr(path: Path) -> xr.Dataset:
@@ -78,7 +81,7 @@ def _open_zarr(path: Path) -> xr.Dataset:
             return xr.open_zarr(path)
     except (OSError, ValueError, KeyError) as error:
         raise DataError(
-            f"cannot read '{path}' as a Zarr store ({str(error)[:160]})",
+            f"cannot read '{path}' as a Zarr store ({_reason(error)})",
             "check that the store is complete (it holds zarr.json or .zmetadata)",
         ) from None
 

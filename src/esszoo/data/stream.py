@@ -28,11 +28,11 @@ import torch
 import xarray as xr
 from torch.utils.data import DataLoader, Sampler
 
-from esszoo.data.batches import _world
+from esszoo.data.batches import process_world
 from esszoo.data.dataset import SplitData, Table
-from esszoo.data.fields import lat_lon
+from esszoo.data.fields import grid_fields, lat_lon
 from esszoo.data.splits import SPLITS, contiguous_split
-from esszoo.data.variables import Variable, load_values, select_variables
+from esszoo.data.variables import Variable, load_values
 from esszoo.errors import DataError
 
 
@@ -141,23 +141,10 @@ def streamed_fields(
         )
     if window is not None and len(inputs) != 1:
         raise DataError("windows of fields take one variable: give one name in data.inputs")
-    names = list(dict.fromkeys([*inputs, *(targets or [])]))
-    arrays = select_variables(dataset, names, "input")
-    dims = tuple(arrays[0].dims)
-    grid_rank = 3 if volume and window is None else 2
-    if split_dim not in dims or len(dims) != grid_rank + 1:
-        raise DataError(
-            f"streamed fields need dimensions ({split_dim}, lat, lon); '{arrays[0].name}' has "
-            f"{dims}",
-            "select one level per variable first",
-        )
-    grid = tuple(d for d in dims if d != split_dim)
-    arrays = {a.name: a.transpose(split_dim, *grid) for a in arrays}
-    if coarsen:
-        unknown = [d for d in coarsen if d not in grid]
-        if unknown:
-            raise DataError(f"data.coarsen names {unknown}, not grid dimensions {grid}")
-        arrays = {n: a.coarsen(coarsen, boundary="trim").mean() for n, a in arrays.items()}
+    levels = volume and window is None  # volumes of windows are frames of 2-D fields
+    arrays, grid = grid_fields(
+        dataset, [*inputs, *(targets or [])], split_dim, levels=levels, coarsen=coarsen
+    )
     first = arrays[inputs[0]]
     times = first[split_dim].values if split_dim in first.coords else np.arange(len(first))
     split = contiguous_split(times, split_dim, train, val, test)
@@ -255,7 +242,7 @@ class StreamBatches:
             order = torch.randperm(count, generator=generator).tolist()
         else:
             order = list(range(count))
-        world, rank = _world()
+        world, rank = process_world()
         per_process = -(-count // world)
         wrapped = (order * world)[: per_process * world]
         batches = [self._batches(wrapped[r::world]) for r in range(world)]

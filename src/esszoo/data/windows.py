@@ -17,10 +17,10 @@ import torch
 import xarray as xr
 
 from esszoo.data.dataset import SplitData, Table
-from esszoo.data.fields import lat_lon, load_blocks
+from esszoo.data.fields import grid_fields, lat_lon, load_blocks
 from esszoo.data.labels import label_rule
 from esszoo.data.splits import SPLITS, contiguous_split
-from esszoo.data.variables import Variable, select_variables
+from esszoo.data.variables import Variable
 from esszoo.errors import DataError
 
 
@@ -47,15 +47,8 @@ def window_data(
             f"data.window needs past, future and stride of at least 1, got {past}, {future}, "
             f"{stride}"
         )
-    (array,) = select_variables(dataset, inputs, "input")
-    if split_dim not in array.dims or array.ndim != 3:
-        raise DataError(
-            f"windows need fields ({split_dim}, lat, lon); '{array.name}' has {array.dims}"
-        )
-    grid = [d for d in array.dims if d != split_dim]
-    array = array.transpose(split_dim, *grid)
-    if coarsen:
-        array = array.coarsen(coarsen, boundary="trim").mean()
+    arrays, grid = grid_fields(dataset, inputs, split_dim, coarsen=coarsen)
+    (array,) = arrays.values()
     frames = load_blocks(array, split_dim)
     # classes of the fields the model sees (after coarsening), so that a prediction and
     # the persistence of the last input frame are judged on the same grid
