@@ -312,6 +312,28 @@ def translation_of_a_station_series(p):
     return ["train", p.recipe(**changes, **{"data.inputs": ["tas"]})], "fields"
 
 
+@case
+def streaming_a_station_series(p):
+    changes = {"model": {"name": "unet"}, "task": {"name": "translation"}}
+    recipe = p.recipe(**changes, **{"data.targets": ["ps"], "data.stream": True})
+    return ["train", recipe], "fields"
+
+
+@case
+def streaming_for_regression(p):
+    return ["train", p.recipe(**{"data.stream": True})], "data.stream serves translation"
+
+
+@case
+def stream_block_of_zero(p):
+    return ["train", p.recipe(), "data.stream_block=0"], "stream_block"
+
+
+@case
+def compile_neither_on_nor_off(p):
+    return ["train", p.recipe(), "trainer.compile=sometimes"], "compile"
+
+
 # -- checkpoints ---------------------------------------------------------------------------
 
 

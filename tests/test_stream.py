@@ -132,7 +132,7 @@ def test_stream_batches_show_every_sample_once_per_epoch_in_a_seeded_order(
     # two processes (DDP) take every other block, wrapped round so both get as many batches
     shards = []
     for rank in range(2):
-        monkeypatch.setattr("esszoo.data.stream._world", lambda rank=rank: (2, rank))
+        monkeypatch.setattr("esszoo.data.stream.process_world", lambda rank=rank: (2, rank))
         shards.append(times(make(shuffle=True, seed=1)))
         assert len(list(make(shuffle=True, seed=1))) == len(make(shuffle=True, seed=1))
     assert set(shards[0]) | set(shards[1]) == set(ordered)
@@ -254,3 +254,22 @@ def test_a_block_with_no_valid_value_is_an_outage_not_an_error(tmp_path):
     run_dir = train(write_recipe(tmp_path / "outage.yaml", recipe))
     rows = scores(run_dir)
     assert all(float(row["rmse"]) > 0 for row in rows.values())
+
+
+def test_a_training_split_without_any_value_is_one_clear_error(tmp_path):
+    dataset = open_source("ostia").load()
+    dataset["surface_temperature"][:40] = float("nan")  # the training months (0.7 x 54)
+    dataset.chunk({"time": 4}).to_zarr(tmp_path / "blank.zarr", consolidated=False)
+    recipe = write_recipe(
+        tmp_path / "b.yaml", recipe_dict(tmp_path, tmp_path / "blank.zarr", stream=True)
+    )
+    with pytest.raises(DataError, match="training split holds no valid value"):
+        train(recipe)
+    assert not (tmp_path / "runs" / "stream").exists()  # nothing left behind
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_coarsening_a_dimension_the_fields_lack_is_one_clear_error(tmp_path, ostia_zarr, stream):
+    recipe = recipe_dict(tmp_path, ostia_zarr, stream=stream, coarsen={"level": 2})
+    with pytest.raises(DataError, match="not grid dimensions"):
+        build_data(load_recipe(write_recipe(tmp_path / "c.yaml", recipe)))

@@ -7,6 +7,7 @@ A run directory (``runs/NAME/``) holds the resolved ``recipe.yaml``, the checkpo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -35,14 +36,10 @@ def build_data(recipe: Recipe) -> SplitData:
     """The recipe's data, split and masked, in physical units, shaped for its task."""
     spec = recipe.data
     dataset = open_source(spec.source)
-    split = dict(
-        split_dim=spec.split.dim,
-        train=spec.split.train,
-        val=spec.split.val,
-        test=spec.split.test,
-        shuffle=spec.split.shuffle,
-        seed=recipe.trainer.seed,
+    in_time = dict(
+        split_dim=spec.split.dim, train=spec.split.train, val=spec.split.val, test=spec.split.test
     )
+    split = in_time | dict(shuffle=spec.split.shuffle, seed=recipe.trainer.seed)
     kind = task_class(recipe.task.name).data_kind
     if kind == "inpainting":
         if len(spec.inputs) != 1:
@@ -51,10 +48,7 @@ def build_data(recipe: Recipe) -> SplitData:
         return inpainting_data(
             dataset,
             variable=spec.inputs[0],
-            split_dim=spec.split.dim,
-            train=spec.split.train,
-            val=spec.split.val,
-            test=spec.split.test,
+            **in_time,
             gap_sources=tuple(spec.gaps.sources),
             train_gaps=spec.gaps.train,
             eval_gaps=spec.gaps.eval,
@@ -62,7 +56,7 @@ def build_data(recipe: Recipe) -> SplitData:
             train_on=open_source(train_on.source) if train_on else None,
             train_variable=train_on.variable if train_on else None,
         )
-    if spec.stream and kind != "windows" or spec.stream and spec.label_rule:
+    if spec.stream and (kind != "windows" or spec.label_rule):
         raise RecipeError(
             f"data.stream serves translation (fields to fields), not task '{recipe.task.name}'",
             "set data.stream: false, or select a smaller region or period",
@@ -80,10 +74,7 @@ def build_data(recipe: Recipe) -> SplitData:
                 window=(window.past, window.future, window.stride) if window else None,
                 volume=volume,
                 coarsen=spec.coarsen,
-                split_dim=spec.split.dim,
-                train=spec.split.train,
-                val=spec.split.val,
-                test=spec.split.test,
+                **in_time,
                 block=spec.stream_block,
             )
         if window is None and task_class(recipe.task.name).same_time_pairs:
@@ -93,10 +84,7 @@ def build_data(recipe: Recipe) -> SplitData:
                 targets=spec.targets or None,
                 volume=volume,
                 coarsen=spec.coarsen,
-                split_dim=spec.split.dim,
-                train=spec.split.train,
-                val=spec.split.val,
-                test=spec.split.test,
+                **in_time,
             )
         if window is None:
             raise RecipeError(
@@ -112,10 +100,7 @@ def build_data(recipe: Recipe) -> SplitData:
             volume=volume,
             point_rule=spec.label_rule,
             coarsen=spec.coarsen,
-            split_dim=spec.split.dim,
-            train=spec.split.train,
-            val=spec.split.val,
-            test=spec.split.test,
+            **in_time,
         )
     if kind == "fields":
         if spec.physics:
@@ -187,6 +172,8 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a run that failed before writing anything
+            self.path.parent.rmdir()  # leaves no empty folder behind (rmdir: only if empty)
 
     def _owner(self) -> int | None:
         try:
