@@ -200,7 +200,7 @@ def test_a_compiled_run_trains_the_same_weights_under_the_same_keys(tmp_path):
     b = load_file(compiled / "model.safetensors")
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
-    assert resolve_compile("auto", "cpu") is False
+    assert resolve_compile("auto") is False
 
 
 def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights(tmp_path):

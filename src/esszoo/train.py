@@ -85,7 +85,7 @@ def resolve_memory_format(requested: str, fields: bool) -> str:
     return "channels_last" if fields else "contiguous"
 
 
-def resolve_compile(requested: bool | str, accelerator: str) -> bool:
+def resolve_compile(requested: bool | str) -> bool:
     """'auto' -> eager everywhere. Measured (BENCHMARKS.md, GPU section): on an H200 the
     compiled ResNet-50 step was slower in one run (38.5 against 25.2 ms) and faster in
     another (29.9 against 44.8 ms), no consistent gain for a minute of compilation; on
@@ -272,7 +272,7 @@ def make_trainer(
     _silence_lightning()
     spec = recipe.trainer
     accelerator = resolve_accelerator(spec.accelerator)
-    if resolve_compile(spec.compile, accelerator):
+    if resolve_compile(spec.compile):
         callbacks = [*callbacks, Compile()]
     callbacks = [
         *callbacks,
