@@ -11,7 +11,8 @@ from esszoo.data.fields import field_data
 from esszoo.data.labels import rain_category
 from esszoo.data.source import open_source
 from esszoo.errors import DataError, RecipeError
-from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.options import TrainerOptions
+from esszoo.recipe import load_recipe
 from esszoo.tasks.classification import ClassificationTask, channel_stats, confusion_matrix
 
 
@@ -108,8 +109,8 @@ def test_balanced_class_weights_and_majority_baseline():
     data = small_data()
     task = ClassificationTask(
         torch.nn.Identity(),
-        TaskSpec(name="classification", class_weights="balanced"),
-        TrainerSpec(),
+        ClassificationTask.Options(class_weights="balanced"),
+        TrainerOptions(),
     )
     tensors = task.prepare(data)
     assert torch.isfinite(tensors["train"]["x"]).all()  # the missing point became 0
@@ -125,7 +126,7 @@ def test_balanced_class_weights_and_majority_baseline():
 def test_auxiliary_losses_are_added_with_their_weight():
     data = small_data()
     task = ClassificationTask(
-        torch.nn.Identity(), TaskSpec(name="classification", aux_weight=0.3), TrainerSpec()
+        torch.nn.Identity(), ClassificationTask.Options(aux_weight=0.3), TrainerOptions()
     )
     task.prepare(data)
     logits = torch.randn(12, 3)
@@ -135,10 +136,9 @@ def test_auxiliary_losses_are_added_with_their_weight():
 
 
 def test_regression_losses_do_not_fit_classification():
-    with pytest.raises(RecipeError, match="does not fit classification"):
-        ClassificationTask(
-            torch.nn.Identity(), TaskSpec(name="classification", loss="mse"), TrainerSpec()
-        )
+    recipe = "recipes/lenet5_mnist.yaml"
+    with pytest.raises(RecipeError, match=r"task\.loss.*should be 'cross_entropy'.*'mse'"):
+        load_recipe(recipe, ["task.loss=mse"])
 
 
 def test_lenet5_learns_digits_end_to_end_and_predicts_classes(tmp_path):

@@ -35,6 +35,9 @@ def test_models_lists_the_zoo_as_json(capsys):
 def test_info_counts_parameters_at_the_reference_configuration(capsys):
     status, out, _ = run_cli(["info", "mlp"], capsys)
     assert status == 0 and "567,361 counted here" in out and "Rumelhart" in out
+    assert "arguments   in_channels, out_channels, depth=4, width=128" in out
+    status, out, _ = run_cli(["info", "mlp", "--json"], capsys)
+    assert json.loads(out)["arguments"]["activation"] == "gelu"
 
 
 def test_data_commands_describe_the_built_in_data(capsys):

@@ -161,13 +161,13 @@ def test_physics_target_needs_matching_units(tmy3):
 
 
 def test_normalization_comes_from_the_training_split_only(tmy3):
-    from esszoo.recipe import TaskSpec, TrainerSpec
+    from esszoo.options import TrainerOptions
     from esszoo.registry import create_model
     from esszoo.tasks.regression import RegressionTask
 
     data = tabular_data(tmy3, inputs=["tas", "ps", "huss"], physics="mixed_column_precipitation")
     net = create_model("mlp", in_channels=3, out_channels=1)
-    task = RegressionTask(net, TaskSpec(), TrainerSpec())
+    task = RegressionTask(net, RegressionTask.Options(), TrainerOptions())
     tensors = task.prepare(data)
     assert np.allclose(tensors["train"]["x"].mean(0).numpy(), 0, atol=1e-4)
     assert np.allclose(task.stats["input_mean"].numpy(), data.train.x.mean(0).numpy())

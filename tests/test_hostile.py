@@ -321,7 +321,7 @@ def streaming_a_station_series(p):
 
 @case
 def streaming_for_regression(p):
-    return ["train", p.recipe(**{"data.stream": True})], "data.stream serves translation"
+    return ["train", p.recipe(**{"data.stream": True})], "option of the data of translation"
 
 
 @case

@@ -13,7 +13,7 @@ from esszoo.data.masks import gap_patterns
 from esszoo.data.source import open_source
 from esszoo.data.splits import Split
 from esszoo.data.variables import Variable
-from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.options import TrainerOptions
 from esszoo.tasks import infilling
 from esszoo.tasks.inpainting import InpaintingTask, total_variation
 
@@ -163,7 +163,7 @@ def test_scores_count_only_hidden_points_with_known_truth():
     mask = np.isfinite(fields)
     mask[:, :, 2:4, 2:6] = False
     data = toy(fields, mask)
-    task = InpaintingTask(torch.nn.Identity(), TaskSpec(name="inpainting"), TrainerSpec())
+    task = InpaintingTask(torch.nn.Identity(), InpaintingTask.Options(), TrainerOptions())
     perfect = torch.from_numpy(np.nan_to_num(fields, nan=-1e9)).float()
     scores = task.score(perfect, data.test.y, data, data.test)
     assert scores["rmse"] == 0 and scores["area_mean_err"] == 0
@@ -187,9 +187,9 @@ def test_total_variation_sees_only_the_dilated_holes():
 def test_perceptual_terms_without_vgg_weights_are_a_clear_error():
     from esszoo.errors import RecipeError
 
-    spec = TaskSpec(name="inpainting", loss_weights={"perceptual": 0.05})
+    spec = InpaintingTask.Options(loss_weights={"perceptual": 0.05})
     with pytest.raises(RecipeError, match="VGG-16 weights"):
-        InpaintingTask(torch.nn.Identity(), spec, TrainerSpec())
+        InpaintingTask(torch.nn.Identity(), spec, TrainerOptions())
 
 
 def test_pconv_unet_fills_ostia_end_to_end_and_writes_a_flag(tmp_path):

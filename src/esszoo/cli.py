@@ -1,4 +1,5 @@
-"""The command line: `esszoo models | info | data | train | evaluate | predict | compare | export`.
+"""The command line: `esszoo models | info | tasks | recipe-schema | data | train | evaluate |
+predict | compare | export`.
 
 A user error prints one line (what is wrong, where, how to fix it) and exits with
 status 2. Heavy modules are imported inside the commands, so `esszoo --help` is fast.
@@ -69,12 +70,20 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Show a model's card and its parameter count at the reference configuration."""
-    from esszoo.registry import count_parameters, model_card
+    import inspect
+
+    from esszoo.registry import count_parameters, model_arguments, model_card
 
     card = model_card(name)
     counted = count_parameters(name, **card.reference) if card.reference else None
+    constructor = model_arguments(name)
     if as_json:
-        print(json.dumps(card.to_dict() | {"counted_params": counted}, indent=2))
+        defaults = {
+            key: None if p.default is inspect.Parameter.empty else p.default
+            for key, p in constructor.items()
+        }
+        record = card.to_dict() | {"counted_params": counted, "arguments": defaults}
+        print(json.dumps(record, indent=2, default=repr))
         return
     print(f"{card.name}: {card.summary}")
     print(f"  family      {card.family}")
@@ -88,6 +97,44 @@ def info(
     if card.reference_note:
         print(f"  note        {card.reference_note}")
     print(f"  exports to  {', '.join(card.export) or 'none'} {card.export_note}".rstrip())
+    shown = [
+        key if p.default is inspect.Parameter.empty else f"{key}={p.default!r}"
+        for key, p in constructor.items()
+    ]
+    print(f"  arguments   {', '.join(shown)}")
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks, the data kinds each learns from, and the options of its section."""
+    from esszoo.data.kinds import data_kind
+    from esszoo.tasks import tasks as registered
+
+    for name, task in sorted(registered().items()):
+        summary = (task.__doc__ or "").strip().splitlines()[0]
+        print(f"{name}: {summary}")
+        options = [k for k in task.Options.model_fields if k != "name"]
+        print(f"  task options  {', '.join(options) or 'none'}")
+        for kind_name in task.data_kinds:
+            kind = data_kind(kind_name)
+            keys = ", ".join(kind.options.model_fields)
+            print(f"  data: {kind.summary} [{kind_name}]  {keys}")
+
+
+@app.command("recipe-schema")
+def recipe_schema(
+    out: Annotated[Path | None, typer.Option(help="write to this file (default: print)")] = None,
+) -> None:
+    """Print the JSON schema of recipes, for editors (e.g. the YAML language server)."""
+    from esszoo.fileio import write_text
+    from esszoo.recipe import recipe_schema as schema
+
+    text = json.dumps(schema(), indent=2) + "\n"
+    if out is None:
+        print(text, end="")
+    else:
+        write_text(out, text)
+        print(f"wrote {out}")
 
 
 @data_app.command("list")

@@ -20,12 +20,10 @@ from esszoo.data.dataset import SplitData
 from esszoo.data.tabular import physics_columns
 from esszoo.errors import RunError
 from esszoo.physics import FUNCTIONS, physics_function
-from esszoo.predictor import physics_base
+from esszoo.predictor import physics_base, predict_in_batches
 from esszoo.run import (
     build_data,
     build_task,
-    model_label,
-    predict_in_batches,
     print_table,
     run_recipe,
     score_rows,
@@ -42,7 +40,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> list[dict[str, Any
     data = build_data(recipe)
     _check_same_variables(predictor.description, data, run_dir)
     task = build_task(recipe, predictor.net)
-    rows, _, _ = score_rows(task, predictor, data, split, model_label=model_label(recipe))
+    rows, _, _ = score_rows(task, predictor, data, split, model_label=task.label(recipe.model.name))
     print_table(rows, f"{recipe.name}: {split} split ({len(data.tables[split])} samples)")
     return rows
 
@@ -77,11 +75,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> l
         predictor = load(run_dir)
         _check_same_variables(predictor.description, data, Path(run_dir))
         task = build_task(recipe, predictor.net)
-        label = (
-            f"hybrid: {recipe.model.name} + physics"
-            if recipe.task.residual_of
-            else (recipe.model.name)
-        )
+        label = task.label(recipe.model.name)
         prediction = predict_in_batches(predictor, test.x)
         rows.append(
             {"predictor": label, "run": recipe.name}

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from esszoo.recipe import TrainerSpec
+from esszoo.options import TrainerOptions
 
 
 def configure_optimizer(
-    parameters: Iterable[torch.nn.Parameter], spec: TrainerSpec, trainer: Any
+    parameters: Iterable[torch.nn.Parameter], spec: TrainerOptions, trainer: Any
 ) -> dict[str, Any]:
     """The optimizer (and, for ``schedule: cosine``, a per-step cosine decay) for Lightning."""
     parameters = list(parameters)

@@ -107,3 +107,13 @@ class Predictor(nn.Module):
         if self._base_function is not None:
             out = out + self.base_prediction(x)
         return out
+
+
+@torch.inference_mode()
+def predict_in_batches(
+    predict: Callable[..., torch.Tensor], *inputs: torch.Tensor, batch_size: int | None = None
+) -> torch.Tensor:
+    """Predictions for all samples of `inputs`, a batch at a time (8192 vectors or 32 fields)."""
+    size = batch_size or (8192 if inputs[0].dim() <= 2 else 32)
+    count = len(inputs[0])
+    return torch.cat([predict(*(t[i : i + size] for t in inputs)) for i in range(0, count, size)])

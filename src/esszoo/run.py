@@ -17,14 +17,11 @@ from typing import Any
 import torch
 
 from esszoo.data.dataset import SplitData, Table
-from esszoo.data.fields import field_data, paired_fields
-from esszoo.data.inpainting import inpainting_data
+from esszoo.data.kinds import DataContext, kind_of
 from esszoo.data.source import open_source
-from esszoo.data.stream import streamed_fields
-from esszoo.data.tabular import tabular_data
-from esszoo.data.windows import window_data
-from esszoo.errors import DataError, RecipeError, RunError
+from esszoo.errors import DataError, RunError
 from esszoo.fileio import make_folder
+from esszoo.predictor import predict_in_batches
 from esszoo.recipe import Recipe, load_recipe
 from esszoo.tasks import task_class
 
@@ -33,105 +30,17 @@ LOCK_FILE = ".lock"
 
 
 def build_data(recipe: Recipe) -> SplitData:
-    """The recipe's data, split and masked, in physical units, shaped for its task."""
-    spec = recipe.data
-    dataset = open_source(spec.source)
-    in_time = dict(
-        split_dim=spec.split.dim, train=spec.split.train, val=spec.split.val, test=spec.split.test
-    )
-    split = in_time | dict(shuffle=spec.split.shuffle, seed=recipe.trainer.seed)
-    kind = task_class(recipe.task.name).data_kind
-    if kind == "inpainting":
-        if len(spec.inputs) != 1:
-            raise RecipeError("inpainting reconstructs one variable: give one name in data.inputs")
-        train_on = spec.train_on
-        return inpainting_data(
-            dataset,
-            variable=spec.inputs[0],
-            **in_time,
-            gap_sources=tuple(spec.gaps.sources),
-            train_gaps=spec.gaps.train,
-            eval_gaps=spec.gaps.eval,
-            seed=recipe.trainer.seed,
-            train_on=open_source(train_on.source) if train_on else None,
-            train_variable=train_on.variable if train_on else None,
-        )
-    if spec.stream and (kind != "windows" or spec.label_rule):
-        raise RecipeError(
-            f"data.stream serves translation (fields to fields), not task '{recipe.task.name}'",
-            "set data.stream: false, or select a smaller region or period",
-        )
-    if kind == "windows":
-        from esszoo.registry import model_card
+    """The recipe's data, split and masked, in physical units, shaped for its task: built
+    by the data kind whose options the recipe's data section holds."""
+    from esszoo.registry import model_card
 
-        window = spec.window
-        volume = len(model_card(recipe.model.name).example_input) == 5
-        if spec.stream:
-            return streamed_fields(
-                dataset,
-                inputs=spec.inputs,
-                targets=spec.targets or None,
-                window=(window.past, window.future, window.stride) if window else None,
-                volume=volume,
-                coarsen=spec.coarsen,
-                **in_time,
-                block=spec.stream_block,
-            )
-        if window is None and task_class(recipe.task.name).same_time_pairs:
-            return paired_fields(
-                dataset,
-                inputs=spec.inputs,
-                targets=spec.targets or None,
-                volume=volume,
-                coarsen=spec.coarsen,
-                **in_time,
-            )
-        if window is None:
-            raise RecipeError(
-                f"task '{recipe.task.name}' learns from windows of fields: give data.window",
-                "e.g. window: {past: 6, future: 6, stride: 3}",
-            )
-        return window_data(
-            dataset,
-            inputs=spec.inputs,
-            past=window.past,
-            future=window.future,
-            stride=window.stride,
-            volume=volume,
-            point_rule=spec.label_rule,
-            coarsen=spec.coarsen,
-            **in_time,
-        )
-    if kind == "fields":
-        if spec.physics:
-            raise RecipeError("data.physics makes regression targets, not class labels")
-        return field_data(
-            dataset,
-            inputs=spec.inputs,
-            targets=spec.targets or None,
-            label_rule_name=spec.label_rule,
-            coarsen=spec.coarsen,
-            **split,
-        )
-    if spec.label_rule or spec.coarsen:
-        raise RecipeError(
-            "data.label_rule and data.coarsen apply to fields, not to tables",
-            "remove them, or use a task on fields (classification)",
-        )
-    return tabular_data(
-        dataset, inputs=spec.inputs, targets=spec.targets or None, physics=spec.physics, **split
-    )
+    volume = len(model_card(recipe.model.name).example_input) == 5
+    context = DataContext(seed=recipe.trainer.seed, volume=volume)
+    return kind_of(recipe.data).build(open_source(recipe.data.source), recipe.data, context)
 
 
 def build_task(recipe: Recipe, net: torch.nn.Module) -> Any:
     return task_class(recipe.task.name)(net, recipe.task, recipe.trainer)
-
-
-def model_label(recipe: Recipe) -> str:
-    """How a run's model is named in tables: its model, and the physics of a hybrid."""
-    if recipe.task.residual_of:
-        return f"hybrid: {recipe.model.name} + {recipe.task.residual_of}"
-    return recipe.model.name
 
 
 def run_recipe(run_dir: str | Path) -> Recipe:
@@ -190,16 +99,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-@torch.inference_mode()
-def predict_in_batches(
-    predict: Callable[..., torch.Tensor], *inputs: torch.Tensor, batch_size: int | None = None
-) -> torch.Tensor:
-    """Predictions for all samples of `inputs`, a batch at a time (8192 vectors or 32 fields)."""
-    size = batch_size or (8192 if inputs[0].dim() <= 2 else 32)
-    count = len(inputs[0])
-    return torch.cat([predict(*(t[i : i + size] for t in inputs)) for i in range(0, count, size)])
 
 
 def seconds_per_sample(

@@ -29,7 +29,6 @@ from esszoo.run import (
     RunLock,
     build_data,
     build_task,
-    model_label,
     print_table,
     score_rows,
     write_csv,
@@ -324,9 +323,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
         )
     task = build_task(recipe, net)
     if data.streamed:  # left on disk: statistics by blocks, batches from worker processes
-        train_loader, val_loader = task.stream_loaders(
-            data, spec.batch_size, spec.seed, recipe.data.stream_workers
-        )
+        train_loader, val_loader = task.stream_loaders(data, spec.batch_size, spec.seed)
         sample = data.train.head(1).x
     else:
         tensors = task.prepare(data)
@@ -365,7 +362,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
         **describe_run(recipe, data, trainer, history),
     )
     rows, predictions, truth = score_rows(
-        task, predictor, data, "test", model_label=model_label(recipe)
+        task, predictor, data, "test", model_label=task.label(recipe.model.name)
     )
     write_csv(rows, run_dir / "scores.csv")
     plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)

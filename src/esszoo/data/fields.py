@@ -11,17 +11,75 @@ decides how to fill it). Coarsening (block means) happens after the labels are m
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import xarray as xr
+from pydantic import Field
 
 from esszoo.data.dataset import SplitData, Table
+from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.labels import label_rule
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values, require_values, select_variables
 from esszoo.errors import DataError
+from esszoo.options import GridOptions, ShuffledSplitOptions, StreamableOptions
 
 BLOCK = 256  # samples read at a time
+
+
+class LabelledFieldOptions(GridOptions):
+    """Fields with one class each: a class variable, or a rule applied to a field."""
+
+    targets: list[str] = Field(
+        default=[], description="an integer class variable along the sample dimension"
+    )
+    label_rule: str | None = Field(
+        default=None, description="class labels from the inputs by this esszoo.data.labels rule"
+    )
+    split: ShuffledSplitOptions = ShuffledSplitOptions()
+
+
+class PairedFieldOptions(StreamableOptions):
+    """Input fields and target fields of the same time steps."""
+
+    targets: list[str] = Field(
+        default=[], description="target fields by name; none: every field from itself"
+    )
+    stream: Literal[False] = Field(
+        default=False, description="true: leave the data on disk (data larger than memory)"
+    )
+    window: None = Field(default=None, description="give a window for windows of frames")
+
+
+@register_data_kind("labelled_fields", LabelledFieldOptions, "fields with a class each")
+def build_labelled_fields(
+    dataset: xr.Dataset, options: LabelledFieldOptions, context: DataContext
+) -> SplitData:
+    return field_data(
+        dataset,
+        inputs=options.inputs,
+        targets=options.targets or None,
+        label_rule_name=options.label_rule,
+        coarsen=options.coarsen,
+        seed=context.seed,
+        **options.split.arguments(),
+    )
+
+
+@register_data_kind("paired_fields", PairedFieldOptions, "fields of the same time steps")
+def build_paired_fields(
+    dataset: xr.Dataset, options: PairedFieldOptions, context: DataContext
+) -> SplitData:
+    return paired_fields(
+        dataset,
+        inputs=options.inputs,
+        targets=options.targets or None,
+        volume=context.volume,
+        coarsen=options.coarsen,
+        **options.split.arguments(),
+    )
 
 
 def field_data(

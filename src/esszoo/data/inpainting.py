@@ -16,17 +16,67 @@ observations' ocean.
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 import torch
 import xarray as xr
+from pydantic import Field
 
 from esszoo.data.dataset import SplitData, Table
+from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.masks import SOURCES, gap_patterns
 from esszoo.data.regrid import NearestRegridder
+from esszoo.data.source import open_source
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values, select_variables
 from esszoo.errors import DataError
+from esszoo.options import DataOptions, Options
+
+
+class GapOptions(Options):
+    """Gap patterns laid over complete fields: real shapes from `sources`."""
+
+    sources: list[Literal["coast", "cloud"]] = ["coast", "cloud"]
+    train: int = Field(default=16, ge=1, description="patterns per training field")
+    eval: int = Field(default=4, ge=1, description="patterns per validation or test field")
+
+
+class TrainOnOptions(Options):
+    """Train on another source (e.g. model output), regridded to the data's grid."""
+
+    source: str
+    variable: str
+
+
+class GappedFieldOptions(DataOptions):
+    """Fields of one variable under real gap patterns, whose truth is known."""
+
+    inputs: list[str] = Field(
+        min_length=1, max_length=1, description="the one variable to reconstruct"
+    )
+    gaps: GapOptions = GapOptions()
+    train_on: TrainOnOptions | None = Field(
+        default=None, description="train on another source, e.g. {source: nemo, variable: tos}"
+    )
+
+
+@register_data_kind("gapped_fields", GappedFieldOptions, "fields under gap patterns")
+def build_gapped_fields(
+    dataset: xr.Dataset, options: GappedFieldOptions, context: DataContext
+) -> SplitData:
+    train_on = options.train_on
+    return inpainting_data(
+        dataset,
+        variable=options.inputs[0],
+        gap_sources=tuple(options.gaps.sources),
+        train_gaps=options.gaps.train,
+        eval_gaps=options.gaps.eval,
+        seed=context.seed,
+        train_on=open_source(train_on.source) if train_on else None,
+        train_variable=train_on.variable if train_on else None,
+        **options.split.arguments(),
+    )
 
 
 def _fields(dataset: xr.Dataset, variable: str, dim: str) -> tuple[np.ndarray, xr.DataArray]:

@@ -21,19 +21,52 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import dask
 import numpy as np
 import torch
 import xarray as xr
+from pydantic import Field
 from torch.utils.data import DataLoader, Sampler
 
 from esszoo.data.batches import process_world
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.fields import grid_fields, lat_lon
+from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values
+from esszoo.data.windows import WINDOW_HELP, WindowOptions
 from esszoo.errors import DataError
+from esszoo.options import StreamableOptions
+
+
+class StreamedFieldOptions(StreamableOptions):
+    """Fields or windows of frames left on disk, read a block of time steps at a time."""
+
+    stream: Literal[True] = Field(description="leave the data on disk (data larger than memory)")
+    targets: list[str] = Field(default=[], description="target fields of the same time steps")
+    window: WindowOptions | None = Field(default=None, description=WINDOW_HELP)
+
+
+@register_data_kind(
+    "streamed_fields", StreamedFieldOptions, "fields streamed from disk (data.stream)"
+)
+def build_streamed_fields(
+    dataset: xr.Dataset, options: StreamedFieldOptions, context: DataContext
+) -> SplitData:
+    window = options.window
+    return streamed_fields(
+        dataset,
+        inputs=options.inputs,
+        targets=options.targets or None,
+        window=(window.past, window.future, window.stride) if window else None,
+        volume=context.volume,
+        coarsen=options.coarsen,
+        block=options.stream_block,
+        workers=options.stream_workers,
+        **options.split.arguments(),
+    )
 
 
 class StreamTable:
@@ -50,11 +83,13 @@ class StreamTable:
         window: tuple[int, int] | None,
         volume: bool,
         block: int,
+        workers: int = 2,
     ):
         self.inputs, self.targets = inputs, targets
         self.anchors = anchors  # each sample's time index: its time, or its window's start
         self.times = times  # each sample's coordinate (a window's: its last input frame)
         self.window, self.volume, self.block = window, volume, block
+        self.workers = workers  # processes that read blocks ahead of training
         self.dim = inputs[0].dims[0]
 
     def __len__(self) -> int:
@@ -130,6 +165,7 @@ def streamed_fields(
     val: float | list[str] = 0.15,
     test: float | list[str] = 0.15,
     block: int = 64,
+    workers: int = 2,
 ) -> SplitData:
     """Translation data left on disk: target fields of the same time steps from input
     fields, or (with `window` = (past, future, stride)) the next frames from the last."""
@@ -171,6 +207,7 @@ def streamed_fields(
             window=None if window is None else window[:2],
             volume=volume,
             block=block,
+            workers=workers,
         )
     if window is None:
         variables = (

@@ -13,12 +13,37 @@ from __future__ import annotations
 import numpy as np
 import torch
 import xarray as xr
+from pydantic import Field
 
 from esszoo.data.dataset import SplitData, Table
+from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values, select_variables
 from esszoo.errors import DataError
+from esszoo.options import DataOptions, ShuffledSplitOptions
 from esszoo.physics import PhysicsFunction, physics_function
+
+
+class TableOptions(DataOptions):
+    """Points of variables that share their dimensions, each point a sample."""
+
+    targets: list[str] = Field(default=[], description="target variables by name")
+    physics: str | None = Field(
+        default=None, description="targets computed by this esszoo.physics function"
+    )
+    split: ShuffledSplitOptions = ShuffledSplitOptions()
+
+
+@register_data_kind("table", TableOptions, "table of points")
+def build_table(dataset: xr.Dataset, options: TableOptions, context: DataContext) -> SplitData:
+    return tabular_data(
+        dataset,
+        inputs=options.inputs,
+        targets=options.targets or None,
+        physics=options.physics,
+        seed=context.seed,
+        **options.split.arguments(),
+    )
 
 
 def tabular_data(

@@ -12,16 +12,83 @@ the model sees.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import xarray as xr
+from pydantic import Field
 
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.fields import grid_fields, lat_lon, load_blocks
+from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.labels import label_rule
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable
 from esszoo.errors import DataError
+from esszoo.options import GridOptions, Options, StreamableOptions
+
+WINDOW_HELP = "windows of frames: e.g. {past: 6, future: 6, stride: 3}"
+
+
+class WindowOptions(Options):
+    """Windows of consecutive fields: `past` frames in, the next `future` frames out."""
+
+    past: int = Field(ge=1)
+    future: int = Field(ge=1)
+    stride: int = Field(default=1, ge=1, description="frames between window starts")
+
+    def arguments(self) -> dict[str, int]:
+        return dict(past=self.past, future=self.future, stride=self.stride)
+
+
+class WindowDataOptions(StreamableOptions):
+    """Windows of frames of one variable: the next frames from the last ones."""
+
+    window: WindowOptions = Field(description=WINDOW_HELP)
+    stream: Literal[False] = Field(
+        default=False, description="true: leave the data on disk (data larger than memory)"
+    )
+
+
+class LabelledWindowOptions(GridOptions):
+    """Windows of frames in, the class of every point of the last future frame out."""
+
+    window: WindowOptions = Field(description=WINDOW_HELP)
+    label_rule: str = Field(
+        description="the class of every point by this esszoo.data.labels rule, e.g. rain_intensity"
+    )
+
+
+@register_data_kind("windows", WindowDataOptions, "windows of frames (data.window)")
+def build_windows(
+    dataset: xr.Dataset, options: WindowDataOptions, context: DataContext
+) -> SplitData:
+    return window_data(
+        dataset,
+        inputs=options.inputs,
+        volume=context.volume,
+        coarsen=options.coarsen,
+        **options.window.arguments(),
+        **options.split.arguments(),
+    )
+
+
+@register_data_kind(
+    "labelled_windows", LabelledWindowOptions, "windows of frames with a class at every point"
+)
+def build_labelled_windows(
+    dataset: xr.Dataset, options: LabelledWindowOptions, context: DataContext
+) -> SplitData:
+    return window_data(
+        dataset,
+        inputs=options.inputs,
+        volume=context.volume,
+        point_rule=options.label_rule,
+        coarsen=options.coarsen,
+        **options.window.arguments(),
+        **options.split.arguments(),
+    )
 
 
 def window_data(

@@ -1,38 +1,109 @@
-"""What every task shares with Lightning: the network and its recipe sections, the
-epoch's mean training loss, the optimizer, and the training and validation steps around
-one method each task defines, `batch_loss`.
+"""What every task shares with Lightning, and what each task must define.
 
-The science of a task (its data, loss, metrics, baselines, plots) is in its own module.
+A task is one file: a `Task` subclass registered with `esszoo.tasks.register_task`, with
+
+- ``name``, and ``Options``: the options of its recipe section (a `TaskOptions` subclass);
+- ``data_kinds``: the data kinds it learns from (`esszoo.data.kinds`), and `data_kind`
+  to say which one a recipe's data section asks for (the first, unless overridden);
+- `model_shape`: the constructor arguments the data fix (``in_channels``, ...);
+- `prepare`: normalization from the training split, and each split's batch tensors;
+- `batch_loss`: the loss of one batch (training and validation steps call it);
+- `predictor`: the network in physical units (what is saved, exported and predicted with);
+- `baselines` and `score`: predictors that need no learning, and the scores of any
+  predictor on a split, so that a model is only ever reported beside its baselines;
+- `plot` and ``plot_file``: the figure a run leaves of its test split;
+- `predictions`: a trained model's outputs on new data, as an `xarray.Dataset`.
+
+Here are the network and its recipe sections, the epoch's mean training loss, the
+optimizer, and the training and validation steps around `batch_loss`. Engineering
+(devices, precision, checkpoints, the run directory) is in `esszoo.train`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
 import lightning as L
 import torch
+import xarray as xr
 from torch import nn
 
+from esszoo.data.dataset import SplitData, Table
+from esszoo.errors import DataError
 from esszoo.optim import configure_optimizer
-from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.tasks.logging import EpochMean
 
 
 class Task(L.LightningModule):
     """A LightningModule that trains `net` on the loss `batch_loss` of each batch."""
 
-    name: str
-    data_kind: str
-    plot_file: str
+    name: ClassVar[str]
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    data_kinds: ClassVar[tuple[str, ...]] = ()
+    plot_file: ClassVar[str] = "prediction_vs_truth.png"
 
-    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+    def __init__(self, net: nn.Module, options: TaskOptions, trainer: TrainerOptions):
         super().__init__()
         self.net = net
-        self.spec = spec
+        self.spec = options
         self.trainer_spec = trainer
         self.stats: dict[str, torch.Tensor] = {}  # normalization, fixed by `prepare`
         self.train_loss = EpochMean("train_loss")
 
+    # -- what a task defines -----------------------------------------------------------------
+
+    @classmethod
+    def data_kind(cls, data: dict[str, Any]) -> str:
+        """Which of `data_kinds` the recipe's (raw) data section asks for."""
+        return cls.data_kinds[0]
+
+    @staticmethod
+    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
+        """The zoo constructor arguments that the data fix."""
+        raise NotImplementedError
+
+    def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
+        """Fix the normalization from the training split; return each split's batch tensors."""
+        raise NotImplementedError
+
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def predictor(self) -> nn.Module:
+        """The network in physical units, with its normalization."""
+        raise NotImplementedError
+
+    def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
+        """Predictors that need no learning, fitted on the training split; each takes a table."""
+        raise NotImplementedError
+
+    def score(
+        self, prediction: torch.Tensor, truth: torch.Tensor, data: SplitData, table: Any = None
+    ) -> dict[str, float]:
+        """Scores of one predictor's outputs on a split, in physical units."""
+        raise NotImplementedError
+
+    def plot(
+        self, predictions: dict[str, torch.Tensor], truth: torch.Tensor, data: SplitData, path: Path
+    ) -> None:
+        """The run's figure of the test split, for the model and its baselines."""
+
+    def label(self, model_name: str) -> str:
+        """How the run's model is named in score tables."""
+        return model_name
+
+    @classmethod
+    def predictions(
+        cls, predictor: nn.Module, inputs: list[xr.DataArray], description: dict[str, Any]
+    ) -> xr.Dataset:
+        """The outputs of a trained `predictor` (its checkpoint's `description`) for the
+        input variables `inputs`, already checked by name and units, as a Dataset."""
+        raise DataError(f"esszoo predict does not serve task '{cls.name}' yet")
+
+    # -- what Lightning calls ----------------------------------------------------------------
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         loss = self.batch_loss(batch)

@@ -17,16 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+import xarray as xr
+from pydantic import Field
 from torch import nn
 
 from esszoo.data.dataset import SplitData, Table
-from esszoo.errors import RecipeError
-from esszoo.predictor import Predictor
-from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.data.variables import load_values
+from esszoo.errors import DataError, RecipeError
+from esszoo.options import TaskOptions, TrainerOptions
+from esszoo.predictor import Predictor, predict_in_batches
+from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
 
 
@@ -65,22 +70,37 @@ class ChannelMoments:
         return self.mean.float(), torch.where(std > 0, std, torch.ones_like(std)).float()
 
 
+def class_weights_option() -> Any:
+    return Field(
+        default=None,
+        description='weights of the classes in the loss: a list, or "balanced" (N / (K * count))',
+    )
+
+
+def aux_weight_option() -> Any:
+    return Field(
+        default=0.3, ge=0, description="weight of auxiliary heads' losses (GoogLeNet: 0.3)"
+    )
+
+
+class ClassificationOptions(TaskOptions):
+    name: str = "classification"
+    loss: Literal["cross_entropy"] = "cross_entropy"
+    class_weights: Literal["balanced"] | list[float] | None = class_weights_option()
+    aux_weight: float = aux_weight_option()
+
+
+@register_task
 class ClassificationTask(Task):
     """Train `net` to give the class of each sample."""
 
     name = "classification"
+    Options = ClassificationOptions
+    data_kinds = ("labelled_fields",)
     plot_file = "confusion_matrix.png"
-    data_kind = "fields"
 
-    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+    def __init__(self, net: nn.Module, spec: ClassificationOptions, trainer: TrainerOptions):
         super().__init__(net, spec, trainer)
-        if spec.loss not in (None, "cross_entropy"):
-            raise RecipeError(
-                f"task.loss '{spec.loss}' does not fit classification",
-                "use cross_entropy (the default)",
-            )
-        if spec.residual_of:
-            raise RecipeError("task.residual_of applies to regression, not classification")
         self.register_buffer("class_weights", None)
 
     # -- data ------------------------------------------------------------------------------
@@ -183,6 +203,51 @@ class ClassificationTask(Task):
             for name, logits in predictions.items()
         }
         confusion_panels(matrices, data.classes, path)
+
+    @classmethod
+    def predictions(
+        cls, predictor: nn.Module, inputs: list[xr.DataArray], description: dict[str, Any]
+    ) -> xr.Dataset:
+        """One class (and the probability of every class) per sample."""
+        sample_dim = description["data"]["dims"][0]
+        if sample_dim not in inputs[0].dims or inputs[0].ndim != 3:
+            raise DataError(
+                f"the model classifies 2-D fields along '{sample_dim}', but "
+                f"'{inputs[0].name}' has dimensions {inputs[0].dims}",
+                f"give fields with dimensions ({sample_dim}, lat, lon)",
+            )
+        grid = [d for d in inputs[0].dims if d != sample_dim]
+        coarsen = description.get("recipe", {}).get("data", {}).get("coarsen") or {}
+        if coarsen:  # the block means the run's data section made in training
+            inputs = [a.coarsen(coarsen, boundary="trim").mean() for a in inputs]
+        fields = np.stack(
+            [load_values(a.transpose(sample_dim, *grid)).astype(np.float32) for a in inputs],
+            axis=1,
+        )
+        logits = predict_in_batches(predictor, torch.from_numpy(fields))
+        probability = torch.softmax(logits, dim=1).numpy()
+        classes = description["classes"]
+        coords = {k: v for k, v in inputs[0].coords.items() if v.dims == (sample_dim,)}
+        coords["class"] = ("class", list(classes))
+        return xr.Dataset(
+            {
+                "predicted_class": (
+                    sample_dim,
+                    probability.argmax(1).astype(np.int32),
+                    {
+                        "flag_values": np.arange(len(classes), dtype=np.int32),
+                        "flag_meanings": " ".join(classes),
+                        "long_name": f"class predicted by {description['model']['name']}",
+                    },
+                ),
+                "class_probability": (
+                    (sample_dim, "class"),
+                    probability.astype(np.float32),
+                    {"units": "1", "long_name": "softmax probability of each class"},
+                ),
+            },
+            coords=coords,
+        )
 
 
 def confusion_matrix(predicted: torch.Tensor, truth: torch.Tensor, count: int) -> torch.Tensor:

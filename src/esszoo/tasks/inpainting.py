@@ -25,19 +25,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import xarray as xr
+from pydantic import Field, field_validator
 from torch import nn
 
 from esszoo import metrics
 from esszoo.data.dataset import SplitData, Table
-from esszoo.errors import RecipeError
-from esszoo.predictor import Predictor
-from esszoo.recipe import TaskSpec, TrainerSpec
-from esszoo.tasks import infilling
+from esszoo.data.variables import load_values
+from esszoo.errors import DataError, RecipeError
+from esszoo.options import TaskOptions, TrainerOptions
+from esszoo.predictor import Predictor, predict_in_batches
+from esszoo.tasks import infilling, register_task
 from esszoo.tasks.base import Task
 from esszoo.tasks.classification import channel_stats
 
@@ -54,27 +57,45 @@ def takes_mask(net: nn.Module) -> bool:
     return by_card or bool(getattr(net, "partial_conv", False))
 
 
+class InpaintingOptions(TaskOptions):
+    name: str = "inpainting"
+    loss: Literal["l1"] = Field(
+        default="l1", description="Liu et al.'s L1 terms, weighted by loss_weights"
+    )
+    loss_weights: dict[str, float] | None = Field(
+        default=None,
+        description="weights of the terms valid, hole, tv, perceptual, style (Liu: 1, 6, 0.1, "
+        "0.05, 120; perceptual and style off unless vgg_weights)",
+    )
+    anomalies: bool = Field(
+        default=False,
+        description="learn anomalies from the training split's mean at each point",
+    )
+    vgg_weights: str | None = Field(
+        default=None, description="an esszoo vgg16 checkpoint for the perceptual and style terms"
+    )
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _known_terms(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        unknown = sorted(set(weights or {}) - set(LIU_WEIGHTS))
+        if unknown:
+            raise ValueError(f"unknown loss term(s) {unknown}; the terms are {list(LIU_WEIGHTS)}")
+        return weights
+
+
+@register_task
 class InpaintingTask(Task):
     """Learn to fill the hidden points of fields from the observed ones."""
 
     name = "inpainting"
-    data_kind = "inpainting"
+    Options = InpaintingOptions
+    data_kinds = ("gapped_fields",)
     plot_file = "reconstructions.png"
 
-    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+    def __init__(self, net: nn.Module, spec: InpaintingOptions, trainer: TrainerOptions):
         super().__init__(net, spec, trainer)
-        if spec.loss not in (None, "l1"):
-            raise RecipeError(
-                f"task.loss '{spec.loss}' does not fit inpainting",
-                "the inpainting loss is set by task.loss_weights",
-            )
         self.weights = LIU_WEIGHTS | (spec.loss_weights or {})
-        unknown = set(self.weights) - set(LIU_WEIGHTS)
-        if unknown:
-            raise RecipeError(
-                f"unknown inpainting loss term(s) {sorted(unknown)}",
-                f"the terms are {sorted(LIU_WEIGHTS)}",
-            )
         self.features = self._feature_network(spec.vgg_weights)
         self.mask_argument = takes_mask(net)
 
@@ -204,6 +225,55 @@ class InpaintingTask(Task):
         from esszoo.plots import reconstruction_panels
 
         reconstruction_panels(predictions, truth, data.test, data, path)
+
+    @classmethod
+    def predictions(
+        cls, predictor: nn.Module, inputs: list[xr.DataArray], description: dict[str, Any]
+    ) -> xr.Dataset:
+        """Fill the gaps of every field; keep observed values and the domain.
+
+        A point missing in every field of the file lies outside the domain (land, for SST)
+        and stays missing; a point missing in some fields is a gap and is filled. A flag
+        variable says which values were filled.
+        """
+        (array,) = inputs
+        sample_dim = description["data"]["dims"][0]
+        if sample_dim not in array.dims or array.ndim != 3:
+            raise DataError(
+                f"the model fills 2-D fields along '{sample_dim}', but '{array.name}' has "
+                f"dimensions {array.dims}",
+                f"give fields with dimensions ({sample_dim}, lat, lon)",
+            )
+        grid = [d for d in array.dims if d != sample_dim]
+        array = array.transpose(sample_dim, *grid)
+        values = load_values(array).astype(np.float32)[:, None]  # (N, 1, H, W)
+        observed = np.isfinite(values)
+        domain = observed.any(axis=0, keepdims=True)
+        prediction = predict_in_batches(
+            predictor, torch.from_numpy(values), torch.from_numpy(observed.astype(np.float32))
+        ).numpy()
+        filled = np.where(observed, values, np.where(domain, prediction, np.nan))[:, 0]
+        flag = (~observed & domain)[:, 0].astype(np.int8)
+        name = str(array.name)
+        attrs = dict(array.attrs) | {
+            "comment": f"gaps filled by esszoo model '{description['model']['name']}'; "
+            f"see {name}_filled",
+        }
+        return xr.Dataset(
+            {
+                name: (array.dims, filled, attrs),
+                f"{name}_filled": (
+                    array.dims,
+                    flag,
+                    {
+                        "long_name": f"whether {name} was filled by the model",
+                        "flag_values": np.array([0, 1], dtype=np.int8),
+                        "flag_meanings": "observed filled",
+                    },
+                ),
+            },
+            coords=dict(array.coords.items()),
+        )
 
 
 def total_variation(

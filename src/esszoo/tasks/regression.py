@@ -18,18 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
+import xarray as xr
+from pydantic import Field
 from torch import nn
 
 from esszoo import metrics
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.tabular import physics_columns
-from esszoo.errors import RecipeError
+from esszoo.data.variables import Variable, load_values
+from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.physics import physics_function
-from esszoo.predictor import Predictor, physics_base
-from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.predictor import Predictor, physics_base, predict_in_batches
+from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
 
 NON_NEGATIVE = {
@@ -55,21 +59,35 @@ def _std(values: torch.Tensor) -> torch.Tensor:
     return torch.where(std > 0, std, torch.ones_like(std)).float()
 
 
+class RegressionOptions(TaskOptions):
+    name: str = "regression"
+    loss: Literal["mse", "mae", "huber"] = Field(
+        default="mse", description="in normalized units, so that every output counts alike"
+    )
+    residual_of: str | None = Field(
+        default=None, description="learn the residual of this esszoo.physics function (hybrid)"
+    )
+
+
+@register_task
 class RegressionTask(Task):
     """Train `net` to map normalized inputs to normalized targets (or residuals)."""
 
     name = "regression"
+    Options = RegressionOptions
+    data_kinds = ("table",)
     plot_file = "prediction_vs_truth.png"
-    data_kind = "table"
 
-    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+    def __init__(self, net: nn.Module, spec: RegressionOptions, trainer: TrainerOptions):
         super().__init__(net, spec, trainer)
-        if spec.loss not in (None, *LOSSES):
-            raise RecipeError(
-                f"task.loss '{spec.loss}' does not fit regression", f"choose one of {list(LOSSES)}"
-            )
-        self.loss = LOSSES[spec.loss or "mse"]()
+        self.loss = LOSSES[spec.loss]()
         self.base_columns: list[int] = []
+
+    def label(self, model_name: str) -> str:
+        """A hybrid is named by its network and its physics."""
+        if self.spec.residual_of:
+            return f"hybrid: {model_name} + {self.spec.residual_of}"
+        return model_name
 
     # -- data ------------------------------------------------------------------------------
 
@@ -160,6 +178,32 @@ class RegressionTask(Task):
             label=f"{target.name} ({target.units})",
             path=path,
         )
+
+    @classmethod
+    def predictions(
+        cls, predictor: nn.Module, inputs: list[xr.DataArray], description: dict[str, Any]
+    ) -> xr.Dataset:
+        """Every point of the inputs' grid is a sample; the outputs on that grid, NaN where
+        an input is missing."""
+        outputs = [Variable.from_dict(v) for v in description["outputs"]]
+        template = inputs[0]
+        values = np.stack([load_values(a) for a in inputs], axis=-1).reshape(-1, len(inputs))
+        valid = np.isfinite(values).all(axis=1)
+        result = np.full((values.shape[0], len(outputs)), np.nan, dtype=np.float32)
+        if valid.any():
+            x = torch.from_numpy(values[valid]).float()
+            result[valid] = predict_in_batches(predictor, x).numpy()
+        predicted = xr.Dataset(coords=dict(template.coords.items()))
+        names = ", ".join(str(a.name) for a in inputs)
+        for column, variable in enumerate(outputs):
+            attrs = variable.attrs() | {
+                "comment": f"predicted by esszoo model '{description['model']['name']}' from "
+                f"{names}; NaN where an input is missing",
+            }
+            predicted[variable.name] = xr.DataArray(
+                result[:, column].reshape(template.shape), dims=template.dims, attrs=attrs
+            )
+        return predicted
 
 
 def linear_regression(x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

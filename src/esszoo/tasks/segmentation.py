@@ -15,36 +15,50 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.labels import RULES
-from esszoo.errors import RecipeError
+from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.predictor import Predictor
-from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
-from esszoo.tasks.classification import channel_stats, confusion_matrix
+from esszoo.tasks.classification import (
+    aux_weight_option,
+    channel_stats,
+    class_weights_option,
+    confusion_matrix,
+)
 
 
+class SegmentationOptions(TaskOptions):
+    name: str = "segmentation"
+    loss: Literal["cross_entropy"] = Field(
+        default="cross_entropy", description="plus dice_weight times the soft Dice loss"
+    )
+    dice_weight: float = Field(
+        default=1.0, ge=0, description="weight of the Dice term beside cross-entropy"
+    )
+    class_weights: Literal["balanced"] | list[float] | None = class_weights_option()
+    aux_weight: float = aux_weight_option()
+
+
+@register_task
 class SegmentationTask(Task):
     """Train `net` to classify every grid point."""
 
     name = "segmentation"
-    data_kind = "windows"
-    same_time_pairs = False  # class maps come from windows with a point rule
+    Options = SegmentationOptions
+    data_kinds = ("labelled_windows",)
     plot_file = "segmentation.png"
 
-    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+    def __init__(self, net: nn.Module, spec: SegmentationOptions, trainer: TrainerOptions):
         super().__init__(net, spec, trainer)
-        if spec.loss not in (None, "cross_entropy"):
-            raise RecipeError(
-                f"task.loss '{spec.loss}' does not fit segmentation",
-                "cross-entropy (plus task.dice_weight times Dice) is its loss",
-            )
         self.register_buffer("class_weights", None)
 
     @staticmethod

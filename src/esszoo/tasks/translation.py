@@ -24,17 +24,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.stream import StreamBatches
-from esszoo.errors import DataError, RecipeError
+from esszoo.errors import DataError
+from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.predictor import Predictor
-from esszoo.recipe import TaskSpec, TrainerSpec
+from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
 from esszoo.tasks.classification import ChannelMoments
 
@@ -47,19 +49,33 @@ def area_weights(lat: np.ndarray | None, like: torch.Tensor) -> torch.Tensor:
     return weights.view(*[1] * (like.dim() - 2), -1, 1).expand_as(like)
 
 
+class TranslationOptions(TaskOptions):
+    name: str = "translation"
+    loss: Literal["mse"] = Field(
+        default="mse", description="over the known target points, weighted by cos(latitude)"
+    )
+
+
+@register_task
 class TranslationTask(Task):
     """Train `net` to map input fields to target fields."""
 
     name = "translation"
-    data_kind = "windows"
-    same_time_pairs = True  # without data.window: targets of the same time steps
+    Options = TranslationOptions
+    data_kinds = ("paired_fields", "windows", "streamed_fields")
     plot_file = "prediction_vs_truth.png"
 
-    def __init__(self, net: nn.Module, spec: TaskSpec, trainer: TrainerSpec):
+    def __init__(self, net: nn.Module, spec: TranslationOptions, trainer: TrainerOptions):
         super().__init__(net, spec, trainer)
-        if spec.loss not in (None, "mse"):
-            raise RecipeError(f"task.loss '{spec.loss}' does not fit translation", "use mse")
         self.regression: PooledRegression | None = None  # the baseline, fitted with the stats
+
+    @classmethod
+    def data_kind(cls, data: dict[str, Any]) -> str:
+        """Fields left on disk (data.stream: true), windows of frames (data.window), or
+        else target fields of the same time steps."""
+        if data.get("stream") is True:
+            return "streamed_fields"
+        return "windows" if data.get("window") is not None else "paired_fields"
 
     @staticmethod
     def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
@@ -100,11 +116,13 @@ class TranslationTask(Task):
         return {split: transform(table) for split, table in data.tables.items()}
 
     def stream_loaders(
-        self, data: SplitData, batch_size: int, seed: int, workers: int
+        self, data: SplitData, batch_size: int, seed: int
     ) -> tuple[StreamBatches, StreamBatches]:
-        """Training and validation batches of data left on disk (`data.stream`)."""
+        """Training and validation batches of data left on disk (`data.stream`), read by
+        the split's worker processes."""
         self.fit(data)
         transform = self.transform(data)
+        workers = data.train.workers
         return (
             StreamBatches(
                 data.train, transform, batch_size, shuffle=True, seed=seed, workers=workers

@@ -1,0 +1,114 @@
+"""The schemas recipe sections are made of, shared by the recipe, the tasks and the data.
+
+Each task module defines the options of its recipe section as a subclass of
+`TaskOptions`; each data kind (`esszoo.data.kinds`) the options it reads as a subclass of
+`DataOptions`. They are pydantic models that refuse unknown keys, so that `recipe.py`
+can name a misspelt key, the nearest valid one, or the task it belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Options(BaseModel):
+    """A recipe section: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitOptions(Options):
+    """Contiguous blocks along `dim`, in time order: fractions of its length, or
+    [first, last] dates."""
+
+    dim: str = "time"
+    train: float | list[str] = 0.7
+    val: float | list[str] = 0.15
+    test: float | list[str] = 0.15
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of the data builders' split."""
+        return dict(split_dim=self.dim, train=self.train, val=self.val, test=self.test)
+
+
+class ShuffledSplitOptions(SplitOptions):
+    """A split that may first permute samples that are not a series (e.g. digits)."""
+
+    shuffle: bool = Field(
+        default=False,
+        description="permute the samples before cutting (refused along a time coordinate)",
+    )
+
+    def arguments(self) -> dict[str, Any]:
+        return super().arguments() | dict(shuffle=self.shuffle)
+
+
+class DataOptions(Options):
+    """What every data kind reads: where the data are, which variables, how to split."""
+
+    source: str = Field(description="a built-in data set (esszoo data list) or a file path")
+    inputs: list[str] = Field(description="input variables by name")
+    split: SplitOptions = SplitOptions()
+
+
+class GridOptions(DataOptions):
+    """Data on grids, which may be coarsened by block means."""
+
+    coarsen: dict[str, int] = Field(
+        default_factory=dict, description="block means of the input grids, e.g. {y: 2, x: 2}"
+    )
+
+
+class StreamableOptions(GridOptions):
+    """Grids that may be left on disk (`data.stream: true`): how they are then read. Every
+    data kind that can stream keeps these beside the switch, so that turning it off
+    needs no other change."""
+
+    stream_block: int = Field(
+        default=64, ge=1, description="time steps per block read (whole chunks of the store)"
+    )
+    stream_workers: int = Field(
+        default=2, ge=0, description="worker processes reading blocks ahead of training"
+    )
+
+
+class TaskOptions(Options):
+    """What every task section holds; a task's own options subclass this."""
+
+    name: str = Field(description="the task (esszoo tasks lists them)")
+
+
+class TrainerOptions(Options):
+    """Engineering of a run: optimisation, devices, precision, stopping."""
+
+    max_epochs: int = Field(default=50, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    schedule: Literal["cosine", "none"] = "cosine"
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed", "64"] = "auto"
+    accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = Field(default=1, ge=1)
+    seed: int = 0
+    early_stopping: int | None = Field(
+        default=10, ge=1, description="patience in epochs on the validation loss; null: off"
+    )
+    memory_format: Literal["auto", "contiguous", "channels_last"] = Field(
+        default="auto", description="auto: channels_last for batches of 2-D fields"
+    )
+    compile: bool | Literal["auto"] = Field(
+        default="auto",
+        description="torch.compile the network; auto: off (no consistent gain measured on an "
+        "H200, slower to start on CPUs; BENCHMARKS.md)",
+    )
+    progress_bar: bool = True
+    deterministic: bool = False
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
