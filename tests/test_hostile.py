@@ -149,11 +149,12 @@ def csv_with_words(p):
 
 
 @case
-def predict_other_units(p):
+def predict_units_that_do_not_convert(p):
     def change(ds):
-        return ds.assign(tas=(ds["tas"] - 273.15).assign_attrs(units="degC"))
+        return ds.assign(tas=ds["tas"].assign_attrs(units="kg m-2"))
 
-    return ["predict", p.run, "--data", p.stations_with(change), "--out", p.root / "o.nc"], "K"
+    data = p.stations_with(change)
+    return ["predict", p.run, "--data", data, "--out", p.root / "o.nc"], "cannot be converted"
 
 
 @case

@@ -8,6 +8,7 @@ import torch
 import xarray as xr
 
 from esszoo.data.dataset import SplitData, Table
+from esszoo.data.grid import Grid
 from esszoo.data.inpainting import inpainting_data
 from esszoo.data.masks import gap_patterns
 from esszoo.data.source import open_source
@@ -63,7 +64,10 @@ def toy(fields: np.ndarray, mask: np.ndarray, times=None) -> SplitData:
         split,
         ("time", "lat", "lon"),
         {},
-        grid={"lat": lat, "lon": lon},
+        grid=Grid.of(
+            xr.DataArray(fields[0, 0], coords={"lat": lat, "lon": lon}, dims=("lat", "lon")),
+            ("lat", "lon"),
+        ),
     )
 
 
@@ -148,7 +152,8 @@ def test_model_output_enters_as_anomalies_on_the_observed_ocean():
     )
     observed_mean = np.full((len(LAT), len(LON)), 295.0)
     observed_mean[:, 0] = np.nan  # land of the observations
-    fields, field_times = _model_fields(model, "tos", "time", LAT, LON, observed_mean)
+    lat, lon = np.meshgrid(LAT, LON, indexing="ij")  # of every point of the observations
+    fields, field_times = _model_fields(model, "tos", "time", lat, lon, observed_mean)
     assert fields.shape == (4, len(LAT), len(LON)) and np.array_equal(field_times, times)
     ocean = np.isfinite(observed_mean)
     assert np.isfinite(fields[:, ocean]).all()  # no hole left by the model's coast

@@ -123,10 +123,10 @@ def test_exports_reproduce_the_model(name, tmp_path):
     with torch.no_grad():
         expected = predictor(*x)
     if "torchscript" in card.export:
-        _torchscript(predictor, x, tmp_path / "model.pt")
+        _torchscript(predictor, predictor.description, x, tmp_path / "model.pt")
         assert torch.allclose(run_torchscript(tmp_path / "model.pt", x), expected, atol=1e-5)
     if "onnx" in card.export:
-        _onnx(predictor, x, tmp_path / "model.onnx")
+        _onnx(predictor, predictor.description, x, tmp_path / "model.onnx")
         assert torch.allclose(run_onnx(tmp_path / "model.onnx", x), expected, atol=1e-5)
     assert set(card.export) <= {"torchscript", "onnx"}
     assert card.export or card.export_note, "a model that cannot export must say why"

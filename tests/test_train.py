@@ -37,6 +37,13 @@ RUN_FILES = {
 }
 
 
+def safe_open_keys(path):
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as handle:
+        return set(handle.keys())
+
+
 def read_csv(path):
     with open(path) as handle:
         return list(csv.DictReader(handle))
@@ -58,7 +65,8 @@ def test_a_run_leaves_everything_a_scientist_needs(trained_run):
         "long_name": "computed by esszoo.physics.mixed_column_precipitation",
     }
     assert record["data"]["split"]["labels"]["test"][1] == "2002-01-01 00:00:00"
-    assert len(record["normalization"]["input_mean"]) == 3
+    assert record["normalization"]["statistics"]["input_mean"] == [3]
+    assert "esszoo.normalization.input_mean" in safe_open_keys(trained_run / "model.safetensors")
 
 
 def test_the_model_beats_its_baseline_and_reports_it(trained_run):
@@ -125,13 +133,23 @@ def test_predict_refuses_data_with_other_variables(trained_run, station_file, tm
     assert not (tmp_path / "p.nc").exists()
 
 
-def test_predict_refuses_other_units(trained_run, station_file, tmp_path):
+def test_predict_converts_units_that_convert_and_refuses_others(
+    trained_run, station_file, tmp_path, capsys
+):
     dataset = xr.open_dataset(station_file).load()
+    expected = xr.open_dataset(predict_file(trained_run, station_file, tmp_path / "p.nc"))
     dataset["ps"] = (dataset["ps"] / 100).assign_attrs(units="hPa")
+    dataset["tas"] = (dataset["tas"] - 273.15).assign_attrs(units="Deg C")
     path = tmp_path / "hpa.nc"
     dataset.to_netcdf(path)
-    with pytest.raises(DataError, match="convert 'ps' to Pa"):
-        predict_file(trained_run, path, tmp_path / "p.nc")
+    converted = xr.open_dataset(predict_file(trained_run, path, tmp_path / "c.nc"))
+    np.testing.assert_allclose(converted["pr"].values, expected["pr"].values, atol=1e-5)
+    assert "converted from hPa to Pa" in capsys.readouterr().out
+    assert "'tas' converted from Deg C to K" in converted.attrs["history"]
+    dataset["ps"] = dataset["ps"].assign_attrs(units="m s-1")
+    dataset.to_netcdf(path)
+    with pytest.raises(DataError, match="'ps' is in 'm s-1', which cannot be converted to"):
+        predict_file(trained_run, path, tmp_path / "r.nc")
 
 
 def test_an_existing_run_is_not_overwritten_silently(tiny_recipe):

@@ -111,7 +111,13 @@ def test_volume_to_volume_nowcast_beside_persistence(tmp_path):
         {"window": {"past": 4, "future": 4, "stride": 2}},
     )
     names = [row["predictor"] for row in rows]
-    assert names == ["unet3d", "baseline: linear regression", "baseline: persistence"]
+    assert names == [
+        "unet3d",
+        "baseline: climatology (calendar month)",
+        "baseline: linear regression (pooled)",
+        "baseline: linear regression (per point)",
+        "baseline: persistence",
+    ]
     assert all(float(row["rmse"]) >= 0 for row in rows)
 
 
@@ -158,8 +164,17 @@ def train_pairs(tmp_path, model: dict, data: dict) -> list[dict]:
 def test_one_variable_from_another_at_the_same_time(tmp_path):
     two_variables().to_netcdf(tmp_path / "pairs.nc")
     rows = train_pairs(tmp_path, {"name": "unet", "width": 2}, {"targets": ["sensor"]})
-    assert [row["predictor"] for row in rows] == ["unet", "baseline: linear regression"]
-    assert float(rows[1]["rmse"]) < 1e-4  # the sensor is a linear function of the rain
+    rows = {row["predictor"]: row for row in rows}
+    assert list(rows) == [
+        "unet",
+        "baseline: climatology (calendar month)",
+        "baseline: linear regression (pooled)",
+        "baseline: linear regression (per point)",
+    ]
+    # the sensor is a linear function of the rain, at every point alike
+    assert float(rows["baseline: linear regression (pooled)"]["rmse"]) < 1e-4
+    assert float(rows["baseline: linear regression (per point)"]["rmse"]) < 1e-4
+    assert "linear regression" in rows["unet"]["loses_to"]  # one epoch of a tiny UNet
 
 
 def test_an_autoencoder_is_compared_with_as_many_eofs_as_its_code_has_numbers(tmp_path):
@@ -169,6 +184,7 @@ def test_an_autoencoder_is_compared_with_as_many_eofs_as_its_code_has_numbers(tm
     # code: 1 channel on a grid 4 times coarser, 4 x 5 = 20 numbers; 30 training fields
     assert [row["predictor"] for row in rows] == [
         "autoencoder",
+        "baseline: climatology (calendar month)",
         "baseline: EOF truncation (20 modes)",
     ]
 
@@ -197,7 +213,11 @@ def test_volumes_of_levels_go_to_volume_networks(tmp_path):
     with pytest.raises(DataError, match="select one level"):
         train_pairs(tmp_path, {"name": "unet", "width": 2}, {"targets": ["sensor"]})
     rows = train_pairs(tmp_path, {"name": "unet3d", "width": 2}, {"targets": ["sensor"]})
-    assert [row["predictor"] for row in rows] == ["unet3d", "baseline: linear regression"]
+    assert [row["predictor"] for row in rows][:3] == [
+        "unet3d",
+        "baseline: climatology (calendar month)",
+        "baseline: linear regression (pooled)",
+    ]
 
 
 def test_panels_show_the_cases_with_the_most_going_on():

@@ -1,10 +1,13 @@
-"""Self-describing checkpoints: ``model.safetensors`` (weights) + ``model.json`` (everything else).
+"""Self-describing checkpoints: ``model.safetensors`` (tensors) + ``model.json`` (the rest).
 
-The JSON names the model and its constructor arguments, carries its card, the input and
-output variables with their units, the normalization statistics of the training split,
-the data source and split, and the versions and git commit that made it. `load` rebuilds
-the model from these alone: no user code, and nothing is ever unpickled (safetensors holds
-bare tensors; JSON holds plain values).
+The safetensors file holds the network's weights under their own names, and, under
+names that start with ``esszoo.``, the other tensors a model needs: the normalization
+statistics of the training split (per channel, or per grid point for anomalies) and the
+coordinates of the training grid. The JSON names the model and its constructor
+arguments, carries its card, the input and output variables with their units, the grid's
+description, the data source and split, and the versions and git commit that made it.
+`load` rebuilds the model from these alone: no user code, and nothing is ever unpickled
+(safetensors holds bare tensors; JSON holds plain values).
 """
 
 from __future__ import annotations
@@ -29,14 +32,18 @@ from esszoo.predictor import Predictor
 from esszoo.registry import create_model, model_card
 
 FORMAT = "esszoo-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: normalization statistics as JSON lists (still read)
 WEIGHTS = "model.safetensors"
 DESCRIPTION = "model.json"
-
-
-def _floats(tensor: torch.Tensor | None) -> list | None:
-    """A statistic as (nested) lists of floats for JSON."""
-    return None if tensor is None else tensor.double().tolist()
+EXTRA = "esszoo."  # prefix of the tensors that are not the network's weights
+STATISTICS = (
+    "input_mean",
+    "input_std",
+    "output_mean",
+    "output_std",
+    "output_lower",
+    "output_upper",
+)
 
 
 def git_commit() -> str:
@@ -63,11 +70,14 @@ def git_commit() -> str:
 def save(
     model: torch.nn.Module,
     directory: str | Path,
+    *,
+    tensors: dict[str, torch.Tensor] | None = None,
     **description: Any,
 ) -> Path:
     """Write `model` (a zoo model or a `Predictor` around one) to `directory`.
 
-    Extra keyword arguments (``inputs``, ``outputs``, ``data``, ``task``, ...) are stored in
+    `tensors` (e.g. the grid's coordinates) go to the safetensors file beside the weights;
+    extra keyword arguments (``inputs``, ``outputs``, ``data``, ``task``, ...) are stored in
     the JSON as given; they must be JSON values.
     """
     predictor = model if isinstance(model, Predictor) else Predictor(model)
@@ -80,19 +90,26 @@ def save(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in predictor.net.state_dict().items()}
+    statistics = {
+        name: getattr(predictor, name)
+        for name in STATISTICS
+        if getattr(predictor, name) is not None
+    }
+    extra = {f"normalization.{name}": value for name, value in statistics.items()}
+    extra |= dict(tensors or {})
+    # copies: statistics may share memory (inpainting's input and output means are one)
+    weights |= {EXTRA + key: value.detach().cpu().clone() for key, value in extra.items()}
     record = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": {"name": spec["name"], "arguments": spec["arguments"]},
         "card": model_card(spec["name"]).to_dict(),
         "normalization": {
-            "input_mean": _floats(predictor.input_mean),
-            "input_std": _floats(predictor.input_std),
-            "output_mean": _floats(predictor.output_mean),
-            "output_std": _floats(predictor.output_std),
+            "statistics": {name: list(value.shape) for name, value in statistics.items()},
             "fill_missing": predictor.fill_missing,
             "mask_channels": predictor.mask_channels,
         },
+        "tensors": sorted(extra),
         "base": {"physics": predictor.base, "columns": predictor.base_columns},
         **description,
         "versions": {
@@ -174,20 +191,23 @@ def load(path: str | Path) -> Predictor:
         raise CheckpointError(
             f"cannot read weights '{weights_path}' ({str(error)[:120]})", "the file is corrupt"
         ) from None
+    extra = {k[len(EXTRA) :]: weights.pop(k) for k in list(weights) if k.startswith(EXTRA)}
     _check_weights(net, weights, name, weights_path)
     net.load_state_dict(weights, strict=True)
+    # format 1 kept the statistics in the JSON, as lists
+    statistics = {
+        key: extra.get(f"normalization.{key}", normalization.get(key)) for key in STATISTICS
+    }
     predictor = Predictor(
         net,
-        input_mean=normalization.get("input_mean"),
-        input_std=normalization.get("input_std"),
-        output_mean=normalization.get("output_mean"),
-        output_std=normalization.get("output_std"),
+        **statistics,
         base=base.get("physics"),
         base_columns=base.get("columns") or (),
         fill_missing=bool(normalization.get("fill_missing", False)),
         mask_channels=bool(normalization.get("mask_channels", False)),
     )
     predictor.description = record
+    predictor.tensors = extra  # the grid's coordinates, ... (without the prefix)
     return predictor.eval()
 
 

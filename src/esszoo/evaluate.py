@@ -28,8 +28,10 @@ from esszoo.run import (
     run_recipe,
     score_rows,
     seconds_per_sample,
+    task_inputs,
     write_csv,
 )
+from esszoo.tasks.baselines import headline_losses
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test") -> list[dict[str, Any]]:
@@ -76,29 +78,50 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> l
         _check_same_variables(predictor.description, data, Path(run_dir))
         task = build_task(recipe, predictor.net)
         label = task.label(recipe.model.name)
-        prediction = predict_in_batches(predictor, test.x)
+        if data.streamed:  # scored a block at a time, not timed
+            scored, _, _ = score_rows(task, predictor, data, "test", model_label=label)
+            rows.append({"run": recipe.name} | scored[0])
+            continue
+        inputs = task_inputs(test)
+        prediction = predict_in_batches(predictor, *inputs)
         rows.append(
             {"predictor": label, "run": recipe.name}
             | task.score(prediction, test.y, data, test)
-            | {"us_per_sample": 1e6 * seconds_per_sample(predictor, test.x)}
+            | {"us_per_sample": 1e6 * seconds_per_sample(predictor, *inputs)}
         )
-    for name, baseline in task.baselines(data).items():
-
-        def on_inputs(x: torch.Tensor, baseline=baseline) -> torch.Tensor:
-            return baseline(replace(test, x=x, y=test.y[: len(x)]))
-
-        rows.append(
-            {"predictor": f"baseline: {name}", "run": ""}
-            | task.score(baseline(test), test.y, data, test)
-            | {"us_per_sample": 1e6 * seconds_per_sample(on_inputs, test.x)}
-        )
+    if data.streamed:
+        scored, _, _ = score_rows(task, predictor, data, "test")
+        rows += [{"run": ""} | row for row in scored[1:]]
+    else:
+        rows += _baseline_rows(task, data)
     if data.physics:
         rows += _physics_rows(data, task)
+    models = [row["predictor"] for row in rows if row["run"]]
+    headline_losses(rows, task.headline, models)
     write_path = Path(out) if out else None
     if write_path:
         write_csv(rows, write_path)
     title = f"{first.data.source}, test split ({len(test)} samples); us_per_sample on this CPU"
     print_table(rows, title)
+    return rows
+
+
+def _baseline_rows(task: Any, data: SplitData) -> list[dict[str, Any]]:
+    """The task's baselines scored on the test split; timed for vectors only (timing
+    the baselines of fields, DINEOF among them, would cost minutes and say little)."""
+    test, rows = data.test, []
+    vectors = test.x.dim() == 2
+    for name, baseline in task.baselines(data).items():
+
+        def on_inputs(x: torch.Tensor, baseline=baseline) -> torch.Tensor:
+            return baseline(replace(test, x=x, y=test.y[: len(x)]))
+
+        timing = {"us_per_sample": 1e6 * seconds_per_sample(on_inputs, test.x)} if vectors else {}
+        rows.append(
+            {"predictor": f"baseline: {name}", "run": ""}
+            | task.score(baseline(test), test.y, data, test)
+            | timing
+        )
     return rows
 
 

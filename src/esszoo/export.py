@@ -2,7 +2,9 @@
 
 What is exported is the run's `Predictor`: physical inputs in, physical outputs out, with
 the normalization (and a hybrid's physics base) inside, so that a Fortran model passes
-its own kelvin and pascal and gets kilograms per square metre back. Each export is
+its own kelvin and pascal and gets kilograms per square metre back. A model that takes a
+mask beside the field (inpainting) is exported as a function of the field alone: NaN
+marks the missing points, and the field comes back filled. Each export is
 loaded again (TorchScript with torch.jit.load, ONNX with onnxruntime) and checked against
 esszoo's own outputs on the run's test inputs within ``TOLERANCE``.
 """
@@ -20,6 +22,7 @@ from esszoo.checkpoint import load
 from esszoo.errors import EsszooError, RunError
 from esszoo.fileio import atomic_path
 from esszoo.predictor import Predictor
+from esszoo.tasks import DEFAULT_TASK, task_class
 
 FORMATS = ("torchscript", "onnx")
 INPUT_NAMES = ("x", "mask")  # the forward's arguments, in order (see ModelCard.inputs)
@@ -62,16 +65,18 @@ def export_run(
         raise ExportError(
             f"model '{card.get('name')}' does not export to {format}: {card.get('export_note')}"
         )
+    task = task_class(predictor.description.get("task", {}).get("name", DEFAULT_TASK))
+    module = task.exported(predictor).eval()
     x = example_inputs(run, predictor)
     with torch.no_grad():
-        expected = predictor(x)
+        expected = module(x)
     target = Path(out) if out else Path(run) / f"model{SUFFIX[format]}"
     with atomic_path(target) as temporary:
         if format == "torchscript":
-            _torchscript(predictor, x, temporary)
+            _torchscript(module, predictor.description, x, temporary)
             reproduced = run_torchscript(temporary, x)
         else:
-            _onnx(predictor, x, temporary)
+            _onnx(module, predictor.description, x, temporary)
             reproduced = run_onnx(temporary, x)
         error = _check(reproduced, expected, format)
     return target, error
@@ -94,31 +99,36 @@ def _batch(inputs: torch.Tensor | tuple[torch.Tensor, ...], size: int) -> tuple:
 
 
 def _torchscript(
-    predictor: Predictor, x: torch.Tensor | tuple[torch.Tensor, ...], path: Path
+    module: torch.nn.Module,
+    description: dict,
+    x: torch.Tensor | tuple[torch.Tensor, ...],
+    path: Path,
 ) -> None:
     with torch.no_grad():
-        traced = torch.jit.trace(predictor, _batch(x, 2), check_trace=False)
+        traced = torch.jit.trace(module, _batch(x, 2), check_trace=False)
     traced = torch.jit.freeze(traced.eval())
-    variables = {
-        "inputs": predictor.description.get("inputs"),
-        "outputs": predictor.description.get("outputs"),
-    }
+    variables = {"inputs": description.get("inputs"), "outputs": description.get("outputs")}
     traced.save(str(path), _extra_files={"esszoo.json": json.dumps(variables)})
 
 
-def _onnx(predictor: Predictor, x: torch.Tensor | tuple[torch.Tensor, ...], path: Path) -> None:
+def _onnx(
+    module: torch.nn.Module,
+    description: dict,
+    x: torch.Tensor | tuple[torch.Tensor, ...],
+    path: Path,
+) -> None:
     inputs = _batch(x, 2)
     names = list(INPUT_NAMES[: len(inputs)])
     shapes = {name: {0: torch.export.Dim.DYNAMIC} for name in names}
-    program = torch.export.export(predictor, inputs, dynamic_shapes=shapes)
+    program = torch.export.export(module, inputs, dynamic_shapes=shapes)
     onnx_program = torch.onnx.export(program, input_names=names, output_names=["y"], verbose=False)
     onnx_program.save(str(path), external_data=False)
     import onnx
 
     model = onnx.load(str(path))
     for key, value in (
-        ("esszoo_inputs", predictor.description.get("inputs")),
-        ("esszoo_outputs", predictor.description.get("outputs")),
+        ("esszoo_inputs", description.get("inputs")),
+        ("esszoo_outputs", description.get("outputs")),
     ):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)

@@ -23,7 +23,9 @@ class SplitOptions(Options):
     """Contiguous blocks along `dim`, in time order: fractions of its length, or
     [first, last] dates."""
 
-    dim: str = "time"
+    dim: str | None = Field(
+        default=None, description="the dimension to split along; default: the data's time axis"
+    )
     train: float | list[str] = 0.7
     val: float | list[str] = 0.15
     test: float | list[str] = 0.15
@@ -45,12 +47,25 @@ class ShuffledSplitOptions(SplitOptions):
         return super().arguments() | dict(shuffle=self.shuffle)
 
 
+class BoundOptions(Options):
+    """Physical bounds of a target variable, in `units` (default: the variable's own)."""
+
+    min: float | None = None
+    max: float | None = None
+    units: str | None = Field(default=None, description="e.g. degC for SST >= -1.9 degC")
+
+
 class DataOptions(Options):
     """What every data kind reads: where the data are, which variables, how to split."""
 
     source: str = Field(description="a built-in data set (esszoo data list) or a file path")
     inputs: list[str] = Field(description="input variables by name")
     split: SplitOptions = SplitOptions()
+    bounds: dict[str, BoundOptions] = Field(
+        default_factory=dict,
+        description="physical bounds of target variables, e.g. {pr: {min: 0}}; outputs are "
+        "clipped to them (default: the variables' CF valid_min and valid_max)",
+    )
 
 
 class GridOptions(DataOptions):

@@ -111,18 +111,19 @@ def reconstruction_panels(
     import numpy as np
 
     plt = _pyplot()
-    lat, lon = data.grid["lat"], data.grid["lon"]
+    lat, lon = data.grid.lat_axis, data.grid.lon_axis
     picks = np.linspace(0, len(truth) - 1, cases).astype(int)
     names = list(predictions)
     rows_per_case = 2 + 2 * len(names)
-    aspect = len(lon) / max(len(lat), 1)
+    aspect = truth.shape[-1] / max(truth.shape[-2], 1)
     width = 12.0
     height = max(width / aspect, 0.9) * rows_per_case * cases + 0.6 * cases
     figure, axes = plt.subplots(
         rows_per_case * cases, 1, figsize=(width, height), squeeze=False, constrained_layout=True
     )
     variable = data.targets[0]
-    extent = (float(lon[0]), float(lon[-1]), float(lat[0]), float(lat[-1]))
+    regular = lat is not None and lon is not None
+    extent = (float(lon[0]), float(lon[-1]), float(lat[0]), float(lat[-1])) if regular else None
     for case, k in enumerate(picks):
         observed = table.mask[k, 0].numpy() > 0
         true_field = truth[k, 0].double().numpy()

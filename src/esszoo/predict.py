@@ -1,23 +1,37 @@
-"""Apply a trained model to new data and write CF-NetCDF with the coordinates intact."""
+"""Apply a trained model to new data and write CF-NetCDF with the coordinates intact.
+
+The data are checked against what the model was trained on: the input variables by
+name, their units (converted where they convert, refused where they do not), and, for
+fields, the grid (the same points in any order or longitude range, put in the training
+order and back; another grid is refused, or interpolated with ``regrid``). The output
+keeps the data's coordinates, bounds and global attributes, and appends to its history.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import numpy as np
+import torch
 import xarray as xr
 
 import esszoo
 from esszoo.checkpoint import load
-from esszoo.data.source import open_source
+from esszoo.data.coords import time_dim
+from esszoo.data.grid import Grid
+from esszoo.data.source import for_writing, open_source
 from esszoo.data.variables import Variable
 from esszoo.errors import DataError
 from esszoo.fileio import atomic_path
 from esszoo.recipe import import_modules
 from esszoo.tasks import DEFAULT_TASK, task_class
+from esszoo.units import converter
 
 
-def _inputs(dataset: xr.Dataset, trained: list[Variable]) -> list[xr.DataArray]:
-    """The model's input variables from `dataset`, checked by name, units and grid."""
+def _inputs(dataset: xr.Dataset, trained: list[Variable], notes: list[str]) -> list[xr.DataArray]:
+    """The model's input variables from `dataset`, checked by name and dimensions, in the
+    units the model was trained on (converted where the data's units convert to them)."""
     names = [v.name for v in trained]
     missing = [name for name in names if name not in dataset.data_vars]
     if missing:
@@ -26,25 +40,149 @@ def _inputs(dataset: xr.Dataset, trained: list[Variable]) -> list[xr.DataArray]:
             f"on {names} and the data hold {sorted(map(str, dataset.data_vars))}",
             "give data with the same variables (rename them with xarray if only names differ)",
         )
-    arrays = [dataset[name] for name in names]
-    for array, variable in zip(arrays, trained, strict=True):
-        units = str(array.attrs.get("units", ""))
-        if variable.units and units != variable.units:
-            raise DataError(
-                f"variable '{variable.name}' is in '{units or 'no units'}' but the model "
-                f"was trained on '{variable.units}'",
-                f"convert '{variable.name}' to {variable.units}",
-            )
-        if set(array.dims) != set(arrays[0].dims):
+    arrays = []
+    for variable in trained:
+        array = dataset[variable.name]
+        if set(array.dims) != set(dataset[names[0]].dims):
             raise DataError(
                 f"variable '{array.name}' has dimensions {tuple(array.dims)} but "
-                f"'{arrays[0].name}' has {tuple(arrays[0].dims)}",
+                f"'{names[0]}' has {tuple(dataset[names[0]].dims)}",
                 "all inputs must share one grid",
             )
-    return [array.transpose(*arrays[0].dims) for array in arrays]
+        units = str(array.attrs.get("units", ""))
+        convert = converter(units, variable.units, variable.name) if variable.units else None
+        if convert is not None:
+            notes.append(f"'{variable.name}' converted from {units} to {variable.units}")
+            array = convert(array).assign_attrs(array.attrs | {"units": variable.units})
+        arrays.append(array.transpose(*dataset[names[0]].dims))
+    return arrays
 
 
-def predict_file(run: str | Path, data: str | Path, out: str | Path) -> Path:
+def _sample_dim(array: xr.DataArray, trained: str) -> str:
+    """The data's dimension of samples: the one the model was trained along, else the
+    data's time axis (a time dimension under another name)."""
+    if trained in array.dims:
+        return trained
+    found = time_dim(array)
+    if found is None:
+        raise DataError(
+            f"'{array.name}' has no '{trained}' dimension and no time axis: dimensions "
+            f"{tuple(array.dims)}",
+            f"give data along '{trained}' (or a time axis with CF attributes)",
+        )
+    return found
+
+
+def predict_dataset(
+    predictor: torch.nn.Module, dataset: xr.Dataset, *, regrid: bool = False
+) -> xr.Dataset:
+    """The outputs of a loaded model (`esszoo.load`) for `dataset`, with the data's
+    coordinates, in the data's order of points; the same checks as `esszoo predict`."""
+    description = predictor.description
+    trained = [Variable.from_dict(v) for v in description.get("inputs", [])]
+    if not trained or not description.get("outputs"):
+        raise DataError("the checkpoint does not name its variables")
+    # the modules the run's recipe imported (its own task, for example), by name
+    import_modules(description.get("recipe", {}).get("imports", []), "the run's recipe")
+    task = task_class(description.get("task", {}).get("name", DEFAULT_TASK))
+    notes: list[str] = []
+    arrays = _inputs(dataset, trained, notes)
+    coarsen = description.get("recipe", {}).get("data", {}).get("coarsen") or {}
+    if coarsen:  # the block means the run's data section made in training
+        arrays = [a.coarsen(coarsen, boundary="trim").mean() for a in arrays]
+    restore = None
+    if description.get("grid"):
+        grid = Grid.from_checkpoint(description["grid"], predictor.tensors)
+        aligned = [grid.align(array, regrid=regrid) for array in arrays]
+        arrays, restore = [a for a, _ in aligned], aligned[0][1]
+    trained_dim = description.get("data", {}).get("dims", ["time"])[0]
+    sample_dim = _sample_dim(arrays[0], trained_dim) if description.get("grid") else None
+    with predictor.counting() as counts:
+        predicted = task.predictions(predictor, arrays, description, sample_dim)
+    if restore is not None:
+        predicted = restore(predicted)
+    notes += _beyond_bounds(predicted, counts, description)
+    for name, variable in zip([v.name for v in trained], trained, strict=True):
+        units = str(dataset[name].attrs.get("units", ""))
+        convert = converter(variable.units, units, name) if variable.units and units else None
+        if name in predicted.data_vars and convert is not None:  # written back as it came
+            predicted[name] = convert(predicted[name]).assign_attrs(
+                predicted[name].attrs | {"units": units}
+            )
+    for note in notes:
+        print(f"note: {note}")
+    return _with_provenance(predicted, dataset, description, notes)
+
+
+def _beyond_bounds(
+    predicted: xr.Dataset, counts: dict[str, torch.Tensor], description: dict
+) -> list[str]:
+    """Record in each output variable's attributes how many predictions fell outside its
+    physical bounds (and were clipped to them) or outside the range of the training
+    targets; a note for each that did."""
+    if "outputs" not in counts:
+        return []
+    channels = [Variable.from_dict(v) for v in description["outputs"]]
+    notes = []
+    for variable in dict.fromkeys(v.name for v in channels):
+        if variable not in predicted.data_vars:
+            continue
+        mine = torch.tensor([v.name == variable for v in channels])
+        total = {key: int(value[mine].sum()) for key, value in counts.items()}
+        found = {key: value for key, value in total.items() if key != "outputs"}
+        predicted[variable].attrs |= {f"esszoo_{key}": value for key, value in found.items()}
+        beyond = {key.replace("_", " "): value for key, value in found.items() if value}
+        if beyond:
+            listed = ", ".join(f"{value} {key}" for key, value in beyond.items())
+            notes.append(
+                f"{variable}: of {total['outputs']} predicted values, {listed}"
+                + (" (clipped to the bounds)" if "bounds" in listed else "")
+            )
+    return notes
+
+
+def _with_provenance(
+    predicted: xr.Dataset, dataset: xr.Dataset, description: dict, notes: list[str]
+) -> xr.Dataset:
+    """The data's global attributes and the bounds of the coordinates written, kept;
+    esszoo's note appended to the history, as CF asks of programs that change a file."""
+    for name, coord in predicted.coords.items():
+        for key in ("bounds", "climatology"):
+            bounds = coord.attrs.get(key)
+            if bounds is None:
+                continue
+            if bounds in dataset.variables and _same_coords(dataset[bounds], predicted):
+                predicted[bounds] = dataset[bounds]
+                predicted = predicted.set_coords(bounds)
+            else:  # not on the points written (regridded): no bounds rather than wrong ones
+                predicted[name].attrs = {k: v for k, v in coord.attrs.items() if k != key}
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = f"{stamp}: esszoo {esszoo.__version__} predicted {', '.join(predicted.data_vars)}"
+    line += f" with model {description['model']['name']}" + "".join(f"; {n}" for n in notes)
+    history = str(dataset.attrs.get("history", "")).rstrip("\n")
+    predicted.attrs = dict(dataset.attrs) | {
+        "Conventions": str(dataset.attrs.get("Conventions") or "CF-1.8"),
+        "history": f"{history}\n{line}" if history else line,
+        "esszoo_model": description["model"]["name"],
+        "esszoo_git_commit": description.get("git_commit", "unknown"),
+    }
+    return predicted
+
+
+def _same_coords(bounds: xr.DataArray, predicted: xr.Dataset) -> bool:
+    """Whether a bounds variable lies along coordinates that `predicted` has unchanged."""
+    for dim in bounds.dims:
+        if dim in predicted.dims and dim in bounds.coords and dim in predicted.coords:
+            if not np.array_equal(bounds[dim].values, predicted[dim].values):
+                return False
+        elif dim in predicted.dims and bounds.sizes[dim] != predicted.sizes[dim]:
+            return False
+    return True
+
+
+def predict_file(
+    run: str | Path, data: str | Path, out: str | Path, *, regrid: bool = False
+) -> Path:
     """Predict the outputs of run `run` for every point of `data`; write NetCDF to `out`."""
     precious = [Path(data), *Path(run).glob("*")]
     if Path(out).exists() and any(Path(out).samefile(p) for p in precious if p.exists()):
@@ -52,26 +190,8 @@ def predict_file(run: str | Path, data: str | Path, out: str | Path) -> Path:
             f"--out '{out}' would overwrite the input data or a file of the run",
             "write the predictions to a new file",
         )
-    predictor = load(run)
-    description = predictor.description
-    trained = [Variable.from_dict(v) for v in description.get("inputs", [])]
-    outputs = [Variable.from_dict(v) for v in description.get("outputs", [])]
-    if not trained or not outputs:
-        raise DataError(f"the checkpoint in '{run}' does not name its variables")
-    # the modules the run's recipe imported (its own task, for example), by name
-    import_modules(description.get("recipe", {}).get("imports", []), f"run '{run}'")
-    dataset = open_source(data)
-    arrays = _inputs(dataset, trained)
-    task = task_class(description.get("task", {}).get("name", DEFAULT_TASK))
-    predicted = task.predictions(predictor, arrays, description)
-    predicted.attrs = {
-        "Conventions": "CF-1.8",
-        "title": f"esszoo predictions of run {Path(run).name}",
-        "source": f"esszoo {esszoo.__version__}, model {description['model']['name']}",
-        "history": f"esszoo predict {run} --data {data}",
-        "input_source": str(dataset.attrs.get("source", data)),
-    }
+    predicted = predict_dataset(load(run), open_source(data), regrid=regrid)
     out = Path(out)
     with atomic_path(out) as temporary:
-        predicted.to_netcdf(temporary)
+        for_writing(predicted).to_netcdf(temporary)
     return out

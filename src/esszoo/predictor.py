@@ -10,11 +10,14 @@ logits).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
+from esszoo.data.variables import Variable
 from esszoo.errors import ModelError
 from esszoo.physics import physics_function
 
@@ -46,6 +49,10 @@ class Predictor(nn.Module):
         base_columns: Sequence[int] = (),
         fill_missing: bool = False,
         mask_channels: bool = False,
+        output_lower: Sequence[float] | torch.Tensor | None = None,
+        output_upper: Sequence[float] | torch.Tensor | None = None,
+        output_min: Sequence[float] | torch.Tensor | None = None,
+        output_max: Sequence[float] | torch.Tensor | None = None,
     ):
         super().__init__()
         self.net = net
@@ -58,6 +65,12 @@ class Predictor(nn.Module):
         self._base_function = physics_function(base).function if base else None
         self.fill_missing = fill_missing
         self.mask_channels = mask_channels
+        self.register_buffer("output_lower", _stat(output_lower))  # physical bounds, per
+        self.register_buffer("output_upper", _stat(output_upper))  # output channel
+        self.register_buffer("output_min", _stat(output_min))  # the range of the training
+        self.register_buffer("output_max", _stat(output_max))  # targets, per channel
+        self.clip = True
+        self.counts: dict[str, torch.Tensor] | None = None  # see `counting`
 
     @staticmethod
     def _channels(stat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -106,7 +119,64 @@ class Predictor(nn.Module):
         out = self.denormalize(out)
         if self._base_function is not None:
             out = out + self.base_prediction(x)
+        if self.counts is not None:
+            self._count(out, mask)
+        if self.clip and self.output_lower is not None:
+            lower = self._channels(self.output_lower, out)
+            upper = self._channels(self.output_upper, out)
+            out = torch.minimum(torch.maximum(out, lower), upper)
         return out
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Count, per output channel, the outputs below and above the physical bounds
+        (before clipping) and outside the range of the training targets; where a mask is
+        given, only the outputs at missing points (those that are used)."""
+        self.counts = {}
+        try:
+            yield self.counts
+        finally:
+            self.counts = None
+
+    def _count(self, out: torch.Tensor, mask: torch.Tensor | None) -> None:
+        used = torch.ones_like(out) if mask is None else (1 - mask).expand_as(out)
+        dims = [d for d in range(out.dim()) if d != 1]
+        found = {"outputs": used}
+        for key, limit, below in (
+            ("below_bounds", self.output_lower, True),
+            ("above_bounds", self.output_upper, False),
+            ("below_training_range", self.output_min, True),
+            ("above_training_range", self.output_max, False),
+        ):
+            if limit is not None:
+                limit = self._channels(limit, out)
+                found[key] = used * ((out < limit) if below else (out > limit))
+        for key, flags in found.items():
+            total = flags.sum(dims).double().cpu()
+            self.counts[key] = self.counts.get(key, 0) + total
+
+    def set_training_range(self, low: torch.Tensor, high: torch.Tensor) -> Predictor:
+        """The range of the training targets per output channel, to count outputs beyond."""
+        self.output_min, self.output_max = _stat(low), _stat(high)
+        return self
+
+    def bound(self, targets: Sequence[Variable]) -> Predictor:
+        """Clip the outputs to the physical bounds of the target variables (one per output
+        channel), where any has bounds."""
+        if any(v.bounded for v in targets):
+            lower = [-math.inf if v.valid_min is None else v.valid_min for v in targets]
+            upper = [math.inf if v.valid_max is None else v.valid_max for v in targets]
+            self.output_lower, self.output_upper = _stat(lower), _stat(upper)
+        return self
+
+    @contextlib.contextmanager
+    def unbounded(self) -> Iterator[Predictor]:
+        """The outputs as the network gives them, before any clipping to bounds."""
+        self.clip = False
+        try:
+            yield self
+        finally:
+            self.clip = True
 
 
 @torch.inference_mode()

@@ -8,22 +8,27 @@ A run directory (``runs/NAME/``) holds the resolved ``recipe.yaml``, the checkpo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from esszoo.data.coords import require_time_dim
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.kinds import DataContext, kind_of
 from esszoo.data.source import open_source
-from esszoo.errors import DataError, RunError
+from esszoo.errors import DataError, RecipeError, RunError
 from esszoo.fileio import make_folder
 from esszoo.predictor import predict_in_batches
 from esszoo.recipe import Recipe, load_recipe
 from esszoo.tasks import task_class
+from esszoo.tasks.baselines import headline_losses
+from esszoo.units import converter
 
 RECIPE_FILE = "recipe.yaml"
 LOCK_FILE = ".lock"
@@ -36,7 +41,37 @@ def build_data(recipe: Recipe) -> SplitData:
 
     volume = len(model_card(recipe.model.name).example_input) == 5
     context = DataContext(seed=recipe.trainer.seed, volume=volume)
-    return kind_of(recipe.data).build(open_source(recipe.data.source), recipe.data, context)
+    dataset = open_source(recipe.data.source)
+    options = recipe.data
+    if options.split.dim is None:  # the data's time axis, found by its CF attributes
+        split = options.split.model_copy(update={"dim": require_time_dim(dataset)})
+        options = options.model_copy(update={"split": split})
+    data = kind_of(options).build(dataset, options, context)
+    return with_bounds(data, options.bounds)
+
+
+def with_bounds(data: SplitData, bounds: dict[str, Any]) -> SplitData:
+    """`data` whose target variables carry the recipe's bounds (converted to their units),
+    where it gives some; else they keep their CF valid range."""
+    unknown = sorted(set(bounds) - {v.name for v in data.targets})
+    if unknown:
+        raise RecipeError(
+            f"data.bounds names {unknown}, not target variables {[v.name for v in data.targets]}",
+            "give bounds of the variables the model predicts",
+        )
+    targets = []
+    for variable in data.targets:
+        bound = bounds.get(variable.name)
+        if bound is None:
+            targets.append(variable)
+            continue
+        convert = converter(bound.units, variable.units, variable.name) if bound.units else None
+        low, high = (
+            None if v is None else float(convert(np.float64(v)) if convert else v)
+            for v in (bound.min, bound.max)
+        )
+        targets.append(dataclasses.replace(variable, valid_min=low, valid_max=high))
+    return dataclasses.replace(data, targets=targets)
 
 
 def build_task(recipe: Recipe, net: torch.nn.Module) -> Any:
@@ -102,16 +137,16 @@ def _alive(pid: int) -> bool:
 
 
 def seconds_per_sample(
-    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeats: int = 3
+    predict: Callable[..., torch.Tensor], *inputs: torch.Tensor, repeats: int = 3
 ) -> float:
-    """Best of `repeats` timings of predicting all of `x`, per sample."""
-    predict_in_batches(predict, x[:256])  # warm-up
+    """Best of `repeats` timings of predicting all samples of `inputs`, per sample."""
+    predict_in_batches(predict, *(t[:256] for t in inputs))  # warm-up
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        predict_in_batches(predict, x)
+        predict_in_batches(predict, *inputs)
         best = min(best, time.perf_counter() - start)
-    return best / len(x)
+    return best / len(inputs[0])
 
 
 def score_rows(
@@ -129,14 +164,21 @@ def score_rows(
     inputs = task_inputs(table)
     predictor.eval()
     predictions = {model_label: predict_in_batches(predictor, *inputs)}
+    baselines = task.baselines(data)
+    if table.x.dim() > 2:  # baselines of fields may take a while: say what is running
+        print(f"scoring the baselines on the {split} split: {', '.join(baselines)}", flush=True)
     with torch.inference_mode():
-        for name, baseline in task.baselines(data).items():
+        for name, baseline in baselines.items():
+            started = time.perf_counter()
             predictions[f"baseline: {name}"] = baseline(table)
+            if time.perf_counter() - started > 3:
+                print(f"  {name}: {time.perf_counter() - started:.0f} s", flush=True)
     rows = [
         {"predictor": name, "split": split, "samples": len(table)}
         | task.score(prediction, table.y, data, table)
         for name, prediction in predictions.items()
     ]
+    headline_losses(rows, task.headline, [model_label])
     return rows, predictions, table.y
 
 
@@ -151,7 +193,10 @@ def _score_blocks(
     shown, samples = None, 0
     for block in data.tables[split].blocks():
         keep = torch.isfinite(block.x).flatten(1).any(1)
-        block = Table(block.x[keep], block.y[keep])
+        kept = keep.numpy()
+        block = Table(
+            block.x[keep], block.y[keep], coords={k: v[kept] for k, v in block.coords.items()}
+        )
         if not len(block):
             continue
         samples += len(block)
@@ -168,6 +213,7 @@ def _score_blocks(
         {"predictor": name, "split": split, "samples": samples} | total.result()
         for name, total in scores.items()
     ]
+    headline_losses(rows, task.headline, [model_label])
     return rows, *shown
 
 

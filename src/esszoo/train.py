@@ -7,6 +7,7 @@ early stopping, checkpoints, resumption, and the files a run leaves behind.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -308,6 +309,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     spec = recipe.trainer
     L.seed_everything(spec.seed, workers=True, verbose=False)
     data = build_data(recipe)
+    for note in data.notes:
+        print(f"note: {note}")
     arguments = recipe.model.arguments()
     takes_mask = "mask" in model_card(recipe.model.name).inputs or bool(
         arguments.get("partial_conv")
@@ -355,10 +358,13 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         task.load_state_dict(state)
     predictor = task.predictor().cpu().float().eval()
+    if not data.classes:  # outputs in physical units: clipped to the targets' bounds
+        predictor.bound(data.targets).set_training_range(*training_range(data))
     # the model is saved before it is scored, so a failing baseline loses nothing
     checkpoint.save(
         predictor,
         run_dir,
+        tensors=data.grid.tensors() if data.grid else None,
         **describe_run(recipe, data, trainer, history),
     )
     rows, predictions, truth = score_rows(
@@ -373,6 +379,19 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     return run_dir
 
 
+def training_range(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The smallest and largest training target of each output channel, block by block."""
+    low = high = None
+    for table in data.train.blocks():
+        y = table.y.double().transpose(0, 1).flatten(1)  # (C, everything else)
+        finite = torch.isfinite(y)
+        block_low = torch.where(finite, y, math.inf).amin(1)
+        block_high = torch.where(finite, y, -math.inf).amax(1)
+        low = block_low if low is None else torch.minimum(low, block_low)
+        high = block_high if high is None else torch.maximum(high, block_high)
+    return low, high
+
+
 def _checkpoint_epoch(path: Path) -> int:
     state = torch.load(path, map_location="cpu", weights_only=True)
     return int(state.get("epoch", 0)) + 1
@@ -385,6 +404,8 @@ def describe_run(recipe: Recipe, data: Any, trainer: L.Trainer, history: Metrics
         "inputs": [v.to_dict() for v in data.inputs],
         "outputs": [v.to_dict() for v in data.targets],
         "classes": list(data.classes),
+        "grid": data.grid.describe() if data.grid else None,
+        "notes": list(data.notes),
         "task": recipe.task.model_dump(mode="json"),
         "data": {
             "source": recipe.data.source,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from esszoo.data.grid import Grid
 from esszoo.data.splits import Split
 from esszoo.data.variables import Variable
 
@@ -60,8 +61,9 @@ class SplitData:
     dropped: dict[str, int | None]  # samples dropped for missing values, per split
     physics: str | None = None
     classes: tuple[str, ...] = field(default_factory=tuple)
-    grid: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. lat, lon of fields
+    grid: Grid | None = None  # the grid of fields (None for tables of points)
     window: tuple[int, int] | None = None  # (past, future) frames of windows of fields
+    notes: list[str] = field(default_factory=list)  # what the run should say of its data
 
     @property
     def streamed(self) -> bool:

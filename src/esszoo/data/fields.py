@@ -19,6 +19,7 @@ import xarray as xr
 from pydantic import Field
 
 from esszoo.data.dataset import SplitData, Table
+from esszoo.data.grid import Grid
 from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.labels import label_rule
 from esszoo.data.splits import SPLITS, contiguous_split
@@ -142,6 +143,7 @@ def field_data(
         dims=(split_dim, *grid_dims),
         dropped=dropped,
         classes=tuple(classes),
+        grid=Grid.of(arrays[0], grid_dims),
     )
 
 
@@ -241,6 +243,7 @@ def paired_fields(
             y=torch.from_numpy(y_values[rows]),
             coords={split_dim: times[rows]},
         )
+    grid, notes = field_grid(arrays[inputs[0]], grid_dims)
     return SplitData(
         inputs=[Variable.of(arrays[name]) for name in inputs],
         targets=[Variable.of(arrays[name]) for name in targets],
@@ -248,7 +251,8 @@ def paired_fields(
         split=split,
         dims=(split_dim, *grid_dims),
         dropped=dropped,
-        grid=lat_lon(arrays[inputs[0]]),
+        grid=grid,
+        notes=notes,
     )
 
 
@@ -280,11 +284,8 @@ def grid_fields(
     return arrays, grid
 
 
-def lat_lon(array: xr.DataArray) -> dict[str, np.ndarray]:
-    """1-D latitude and longitude of a field, where it has them (for area weights)."""
-    found = {}
-    for key, names in {"lat": ("lat", "latitude"), "lon": ("lon", "longitude")}.items():
-        match = next((n for n in names if n in array.coords and array[n].ndim == 1), None)
-        if match is not None:
-            found[key] = np.asarray(array[match].values, dtype=np.float64)
-    return found
+def field_grid(array: xr.DataArray, dims: tuple[str, ...]) -> tuple[Grid, list[str]]:
+    """The grid of a field along `dims`, and the note to make if it has no latitude."""
+    grid = Grid.of(array, dims)
+    note = grid.missing_latitude(str(array.name))
+    return grid, [note] if note else []

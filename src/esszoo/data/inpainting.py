@@ -23,13 +23,16 @@ import torch
 import xarray as xr
 from pydantic import Field
 
+from esszoo.data.coords import LOOKED_FOR
 from esszoo.data.dataset import SplitData, Table
+from esszoo.data.fields import grid_fields
+from esszoo.data.grid import Grid
 from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.masks import SOURCES, gap_patterns
 from esszoo.data.regrid import NearestRegridder
 from esszoo.data.source import open_source
 from esszoo.data.splits import SPLITS, contiguous_split
-from esszoo.data.variables import Variable, load_values, select_variables
+from esszoo.data.variables import Variable, load_values
 from esszoo.errors import DataError
 from esszoo.options import DataOptions, Options
 
@@ -79,33 +82,20 @@ def build_gapped_fields(
     )
 
 
-def _fields(dataset: xr.Dataset, variable: str, dim: str) -> tuple[np.ndarray, xr.DataArray]:
-    (array,) = select_variables(dataset, [variable], "input")
-    if dim not in array.dims or array.ndim != 3:
-        raise DataError(
-            f"inpainting needs fields (time, lat, lon); '{variable}' has {array.dims}",
-            "select one level first",
-        )
-    grid = [d for d in array.dims if d != dim]
-    array = array.transpose(dim, *grid)
-    return load_values(array).astype(np.float32), array
-
-
-def _lat_lon(array: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
-    names = {
-        "lat": ("lat", "latitude", "nav_lat"),
-        "lon": ("lon", "longitude", "nav_lon"),
-    }
-    found = {}
-    for key, candidates in names.items():
-        match = next((c for c in candidates if c in array.coords), None)
-        if match is None:
+def _fields(dataset: xr.Dataset, variable: str, dim: str) -> tuple[np.ndarray, xr.DataArray, Grid]:
+    """The fields of `variable` (time, *grid) and their grid, which must know the latitude
+    and longitude of every point: gap patterns are laid by them."""
+    arrays, grid_dims = grid_fields(dataset, [variable], dim)
+    array = arrays[variable]
+    grid = Grid.of(array, grid_dims)
+    for role in ("latitude", "longitude"):
+        if getattr(grid, role) is None:
             raise DataError(
-                f"'{array.name}' has no {key} coordinate (looked for {candidates})",
-                "gap patterns and area weights need latitude and longitude",
+                f"'{variable}' has no {role} (looked for {LOOKED_FOR[role]})",
+                "gap patterns are laid by latitude and longitude: give the coordinate CF "
+                "attributes (e.g. units: degrees_north)",
             )
-        found[key] = np.asarray(array[match].values, dtype=np.float64)
-    return found["lat"], found["lon"]
+    return load_values(array).astype(np.float32), array, grid
 
 
 def inpainting_data(
@@ -124,10 +114,8 @@ def inpainting_data(
     train_variable: str | None = None,
 ) -> SplitData:
     """Fields of `variable` paired with real gap patterns, split in time."""
-    values, array = _fields(dataset, variable, split_dim)
-    lat, lon = _lat_lon(array)
-    if lat.ndim != 1 or lon.ndim != 1:
-        raise DataError(f"'{variable}' must lie on a regular lat-lon grid for inpainting")
+    values, array, grid = _fields(dataset, variable, split_dim)
+    lat, lon = grid.latitude, grid.longitude  # of every point (H, W)
     times = array[split_dim].values
     split = contiguous_split(times, split_dim, train, val, test)
     sources = {name: (values[split.indices(name)], times[split.indices(name)]) for name in SPLITS}
@@ -165,7 +153,7 @@ def inpainting_data(
         split=split,
         dims=tuple(array.dims),
         dropped=dropped,
-        grid={"lat": lat, "lon": lon},
+        grid=grid,
     )
 
 
@@ -190,14 +178,11 @@ def _model_fields(
     then the model's anomalies from its own mean added to `observed_mean`, NaN wherever
     the observations never have a value.
     """
-    values, array = _fields(dataset, variable, dim)
-    source_lat, source_lon = _lat_lon(array)
-    if source_lat.ndim == 1:
-        source_lat, source_lon = np.meshgrid(source_lat, source_lon, indexing="ij")
+    values, array, source = _fields(dataset, variable, dim)
     has_value = np.isfinite(values).any(axis=0)
-    source_lat = np.where(has_value, source_lat, np.nan)  # points without coordinates are
-    target_lat, target_lon = np.meshgrid(lat, lon, indexing="ij")  # left out of the search
-    regrid = NearestRegridder(source_lat, source_lon, target_lat, target_lon, max_distance_deg=5)
+    # points without a value in any field are left out of the search
+    source_lat = np.where(has_value, source.latitude, np.nan)
+    regrid = NearestRegridder(source_lat, source.longitude, lat, lon, max_distance_deg=5)
     fields = regrid(values)
     if not np.isfinite(fields).any():
         raise DataError(

@@ -76,12 +76,16 @@ def gap_patterns(
     sources: tuple[str, ...] = SOURCES,
     seed: int = 0,
 ) -> np.ndarray:
-    """`count` gap masks (count, len(lat), len(lon)), True where hidden, from real fields."""
+    """`count` gap masks, True where hidden, from real fields: of the grid whose points
+    have latitudes `lat` and longitudes `lon` (H, W), or of the regular grid of 1-D
+    `lat` and `lon` (count, len(lat), len(lon))."""
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
         raise RecipeError(f"unknown gap source '{unknown[0]}'", choices_hint(unknown[0], SOURCES))
     rng = np.random.default_rng(seed)
-    target_lat, target_lon = np.meshgrid(np.asarray(lat), np.asarray(lon), indexing="ij")
+    target_lat, target_lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+    if target_lat.ndim == 1:
+        target_lat, target_lon = np.meshgrid(target_lat, target_lon, indexing="ij")
     centre = float(np.mean(lat))
     gaps = np.zeros((count, *target_lat.shape), dtype=bool)
     builders = {"coast": (_coast_source, (-60.0, 60.0)), "cloud": (_cloud_source, (30.0, 65.0))}

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
+from esszoo.data.coords import is_time
 from esszoo.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -88,7 +90,7 @@ def contiguous_split(
 
 
 def _shuffled(coordinate: np.ndarray, dim: str, specs: dict, seed: int) -> Split:
-    if np.issubdtype(np.asarray(coordinate).dtype, np.datetime64):
+    if is_time(coordinate):
         raise DataError(
             f"split.shuffle along the time coordinate '{dim}' would put near-copies of test "
             "samples into training",
@@ -122,18 +124,27 @@ def _by_fraction(specs: dict, length: int, dim: str) -> dict[str, tuple[int, int
 
 
 def _by_dates(specs: dict, coordinate: np.ndarray, dim: str) -> dict[str, tuple[int, int]]:
-    if not np.issubdtype(np.asarray(coordinate).dtype, np.datetime64):
+    if not is_time(coordinate):
         raise DataError(
             f"split by dates needs a time coordinate, but '{dim}' holds {coordinate.dtype}",
             "give the split as fractions instead",
         )
-    times = pd.DatetimeIndex(coordinate)
+    # dates of any calendar: numpy datetimes, or cftime dates (noleap, 360_day, ...)
+    times = (
+        xr.CFTimeIndex(coordinate) if coordinate.dtype == object else pd.DatetimeIndex(coordinate)
+    )
     ranges = {}
     previous_stop = 0
     for name in SPLITS:
-        first, last = (pd.Timestamp(t) for t in specs[name])
-        start = int(times.searchsorted(first, side="left"))
-        stop = int(times.searchsorted(last, side="right"))
+        first, last = (str(t) for t in specs[name])
+        try:
+            span = times.slice_indexer(first, last)
+        except (KeyError, ValueError, TypeError) as error:
+            raise DataError(
+                f"split.{name} [{first}, {last}] cannot be read as dates of '{dim}' ({error})",
+                "write dates as ISO 8601, e.g. 2018-05-10 or 2018-05-10T23:55",
+            ) from None
+        start, stop = int(span.start or 0), int(len(times) if span.stop is None else span.stop)
         if stop <= start:
             raise DataError(f"the {name} split {first} to {last} holds no '{dim}' values")
         if start < previous_stop:
@@ -149,4 +160,4 @@ def _by_dates(specs: dict, coordinate: np.ndarray, dim: str) -> dict[str, tuple[
 def _label(value: object) -> str:
     if isinstance(value, np.datetime64):
         return str(pd.Timestamp(value))
-    return str(value)
+    return str(value)  # cftime dates print as ISO 8601 too

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from esszoo.data.batches import process_world
 from esszoo.data.dataset import SplitData, Table
-from esszoo.data.fields import grid_fields, lat_lon
+from esszoo.data.fields import field_grid, grid_fields
 from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values
@@ -217,6 +217,7 @@ def streamed_fields(
     else:
         frames = 1 if volume else window[0], 1 if volume else window[1]
         variables = [Variable.of(first)] * frames[0], [Variable.of(first)] * frames[1]
+    field, notes = field_grid(first, grid)
     return SplitData(
         inputs=variables[0],
         targets=variables[1],
@@ -224,8 +225,9 @@ def streamed_fields(
         split=split,
         dims=(split_dim, *grid),
         dropped={name: None for name in SPLITS},  # not known without reading everything
-        grid=lat_lon(first),
+        grid=field,
         window=None if window is None else window[:2],
+        notes=notes,
     )
 
 

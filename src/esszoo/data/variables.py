@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import xarray as xr
@@ -12,31 +12,69 @@ from esszoo.errors import DataError, did_you_mean
 
 @dataclass(frozen=True)
 class Variable:
-    """A named variable with its units and CF standard name."""
+    """A named variable with its units, CF standard name, and physical bounds (CF
+    valid_min and valid_max, or a recipe's `data.bounds`) where it has them."""
 
     name: str
     units: str = ""
     standard_name: str = ""
     long_name: str = ""
+    valid_min: float | None = None
+    valid_max: float | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, str | float]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_dict(cls, data: dict[str, str]) -> Variable:
-        return cls(**data)
+    def from_dict(cls, data: dict[str, str | float]) -> Variable:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
     def of(cls, array: xr.DataArray) -> Variable:
+        low, high = valid_range(array.attrs)
         return cls(
             name=str(array.name),
             units=str(array.attrs.get("units", "")),
             standard_name=str(array.attrs.get("standard_name", "")),
             long_name=str(array.attrs.get("long_name", "")),
+            valid_min=low,
+            valid_max=high,
         )
 
-    def attrs(self) -> dict[str, str]:
-        return {k: v for k, v in self.to_dict().items() if v and k != "name"}
+    def attrs(self) -> dict[str, str | float]:
+        return {k: v for k, v in self.to_dict().items() if v not in ("", None) and k != "name"}
+
+    @property
+    def bounded(self) -> bool:
+        return self.valid_min is not None or self.valid_max is not None
+
+
+def valid_range(attrs: dict) -> tuple[float | None, float | None]:
+    """A variable's CF valid range: `valid_range`, else `valid_min` and `valid_max`."""
+    if "valid_range" in attrs and np.size(attrs["valid_range"]) == 2:
+        low, high = np.asarray(attrs["valid_range"], dtype=np.float64).tolist()
+        return float(low), float(high)
+    low, high = attrs.get("valid_min"), attrs.get("valid_max")
+    return (
+        None if low is None else float(np.asarray(low, dtype=np.float64)),
+        None if high is None else float(np.asarray(high, dtype=np.float64)),
+    )
+
+
+def honour_valid_range(dataset: xr.Dataset) -> xr.Dataset:
+    """Values outside a variable's CF valid range are missing, as CF says (lazily)."""
+    for name, variable in dataset.data_vars.items():
+        low, high = valid_range(variable.attrs)
+        if (low is None and high is None) or variable.dtype.kind not in "fiu":
+            continue
+        inside = xr.ones_like(variable, dtype=bool)
+        if low is not None:
+            inside &= variable >= low
+        if high is not None:
+            inside &= variable <= high
+        dataset[name] = variable.where(inside | variable.isnull()).assign_attrs(variable.attrs)
+    return dataset
 
 
 def select_variables(dataset: xr.Dataset, names: list[str], where: str) -> list[xr.DataArray]:

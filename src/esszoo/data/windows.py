@@ -20,11 +20,11 @@ import xarray as xr
 from pydantic import Field
 
 from esszoo.data.dataset import SplitData, Table
-from esszoo.data.fields import grid_fields, lat_lon, load_blocks
+from esszoo.data.fields import field_grid, grid_fields, load_blocks
 from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.labels import label_rule
 from esszoo.data.splits import SPLITS, contiguous_split
-from esszoo.data.variables import Variable
+from esszoo.data.variables import Variable, load_values
 from esszoo.errors import DataError
 from esszoo.options import GridOptions, Options, StreamableOptions
 
@@ -144,6 +144,7 @@ def window_data(
     variable = Variable.of(array)
     classes = label_rule(point_rule).classes if point_rule else ()
     target = Variable("classes", "1") if point_rule else variable
+    field, notes = field_grid(array, grid)
     return SplitData(
         inputs=[variable] * (1 if volume else past),
         targets=[target] * (1 if (volume or point_rule) else future),
@@ -152,6 +153,39 @@ def window_data(
         dims=(split_dim, *grid),
         dropped={name: 0 for name in SPLITS},
         classes=classes,
-        grid=lat_lon(array),
+        grid=field,
         window=(past, future),
+        notes=notes,
     )
+
+
+def window_inputs(
+    array: xr.DataArray, sample_dim: str, past: int, volume: bool
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Every window of `past` frames of a field (time, *grid) as model inputs (N, past,
+    H, W), or (N, 1, past, H, W) for volume networks, and the time of each window's last
+    frame: what a trained nowcast is applied to (views of the frames, no copy)."""
+    grid = [d for d in array.dims if d != sample_dim]
+    frames = load_values(array.transpose(sample_dim, *grid), dtype=np.float32)
+    if len(frames) < past:
+        raise DataError(
+            f"'{array.name}' has {len(frames)} frames along '{sample_dim}', fewer than the "
+            f"{past} the model takes in",
+            f"give at least {past} consecutive frames",
+        )
+    windows = np.lib.stride_tricks.sliding_window_view(frames, past, axis=0, writeable=True)
+    windows = torch.from_numpy(np.moveaxis(windows, -1, 1))  # (N, H, W, past) -> (N, past, H, W)
+    times = array[sample_dim].values[past - 1 :]
+    return (windows.unsqueeze(1) if volume else windows), times
+
+
+def lead_times(times: np.ndarray, count: int) -> tuple[np.ndarray, dict[str, str]]:
+    """The lead of each of `count` frames after a window's last frame: multiples of the
+    data's time step where the step is regular, else counts of steps."""
+    steps = np.diff(times) if len(times) > 1 else np.array([])
+    if len(steps) and all(step == steps[0] for step in steps):
+        return np.array([steps[0] * k for k in range(1, count + 1)]), {
+            "standard_name": "forecast_period",
+            "long_name": "time after the last input frame",
+        }
+    return np.arange(1, count + 1), {"long_name": "frames after the last input frame", "units": "1"}

@@ -11,8 +11,10 @@ A task is one file: a `Task` subclass registered with `esszoo.tasks.register_tas
 - `predictor`: the network in physical units (what is saved, exported and predicted with);
 - `baselines` and `score`: predictors that need no learning, and the scores of any
   predictor on a split, so that a model is only ever reported beside its baselines;
+  ``headline``: the score by which a model that loses to a baseline is marked;
 - `plot` and ``plot_file``: the figure a run leaves of its test split;
-- `predictions`: a trained model's outputs on new data, as an `xarray.Dataset`.
+- `predictions`: a trained model's outputs on new data, as an `xarray.Dataset`, and
+  `exported`: the module `esszoo export` writes for codes outside Python.
 
 Here are the network and its recipe sections, the epoch's mean training loss, the
 optimizer, and the training and validation steps around `batch_loss`. Engineering
@@ -44,6 +46,8 @@ class Task(L.LightningModule):
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     data_kinds: ClassVar[tuple[str, ...]] = ()
     plot_file: ClassVar[str] = "prediction_vs_truth.png"
+    # the score a model is judged by against its baselines: (score, "lower" or "higher")
+    headline: ClassVar[tuple[str, str]] = ("rmse", "lower")
 
     def __init__(self, net: nn.Module, options: TaskOptions, trainer: TrainerOptions):
         super().__init__()
@@ -96,11 +100,23 @@ class Task(L.LightningModule):
         return model_name
 
     @classmethod
+    def exported(cls, predictor: nn.Module) -> nn.Module:
+        """The module `esszoo export` writes: the predictor itself, unless the task's model
+        takes more than the data (a mask, ...) and needs a wrapper that makes it."""
+        return predictor
+
+    @classmethod
     def predictions(
-        cls, predictor: nn.Module, inputs: list[xr.DataArray], description: dict[str, Any]
+        cls,
+        predictor: nn.Module,
+        inputs: list[xr.DataArray],
+        description: dict[str, Any],
+        sample_dim: str | None,
     ) -> xr.Dataset:
         """The outputs of a trained `predictor` (its checkpoint's `description`) for the
-        input variables `inputs`, already checked by name and units, as a Dataset."""
+        input variables `inputs`, already checked by name and units and, for fields, put
+        on the training grid's order, as a Dataset; `sample_dim`: the data's dimension of
+        samples (fields), None for tables of points."""
         raise DataError(f"esszoo predict does not serve task '{cls.name}' yet")
 
     # -- what Lightning calls ----------------------------------------------------------------

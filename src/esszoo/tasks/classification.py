@@ -33,6 +33,7 @@ from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.predictor import Predictor, predict_in_batches
 from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
+from esszoo.tasks.baselines import ClassClimatology
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +98,7 @@ class ClassificationTask(Task):
     name = "classification"
     Options = ClassificationOptions
     data_kinds = ("labelled_fields",)
+    headline = ("accuracy", "higher")
     plot_file = "confusion_matrix.png"
 
     def __init__(self, net: nn.Module, spec: ClassificationOptions, trainer: TrainerOptions):
@@ -171,7 +173,11 @@ class ClassificationTask(Task):
             logits[:, majority] = 1.0
             return logits
 
-        return {f"majority class ({data.classes[majority]})": predict}
+        found = {f"majority class ({data.classes[majority]})": predict}
+        climatology = ClassClimatology(data.split.dim, count).add(data.train)
+        if climatology.by_month:  # without dates it is the majority class again
+            found[climatology.name] = climatology.predictor()
+        return found
 
     def score(
         self, logits: torch.Tensor, truth: torch.Tensor, data: SplitData, table: Any = None
@@ -206,10 +212,13 @@ class ClassificationTask(Task):
 
     @classmethod
     def predictions(
-        cls, predictor: nn.Module, inputs: list[xr.DataArray], description: dict[str, Any]
+        cls,
+        predictor: nn.Module,
+        inputs: list[xr.DataArray],
+        description: dict[str, Any],
+        sample_dim: str | None,
     ) -> xr.Dataset:
         """One class (and the probability of every class) per sample."""
-        sample_dim = description["data"]["dims"][0]
         if sample_dim not in inputs[0].dims or inputs[0].ndim != 3:
             raise DataError(
                 f"the model classifies 2-D fields along '{sample_dim}', but "
@@ -217,9 +226,6 @@ class ClassificationTask(Task):
                 f"give fields with dimensions ({sample_dim}, lat, lon)",
             )
         grid = [d for d in inputs[0].dims if d != sample_dim]
-        coarsen = description.get("recipe", {}).get("data", {}).get("coarsen") or {}
-        if coarsen:  # the block means the run's data section made in training
-            inputs = [a.coarsen(coarsen, boundary="trim").mean() for a in inputs]
         fields = np.stack(
             [load_values(a.transpose(sample_dim, *grid)).astype(np.float32) for a in inputs],
             axis=1,

@@ -29,6 +29,7 @@ import torch
 from scipy.interpolate import griddata
 
 from esszoo.data.dataset import SplitData, Table
+from esszoo.tasks.baselines import calendar_months
 
 
 def climatology(data: SplitData, time_dim: str = "time"):
@@ -42,17 +43,17 @@ def climatology(data: SplitData, time_dim: str = "time"):
             np.isnan(overall), np.nanmean(train, axis=(0, 2, 3))[:, None, None], overall
         )
         by_month = {}
-        if times is not None and np.issubdtype(np.asarray(times).dtype, np.datetime64):
-            months = pd.DatetimeIndex(times).month
+        months = calendar_months(times)  # dates of any calendar, or None
+        if months is not None:
             for month in np.unique(months):
                 field = np.nanmean(train[months == month], axis=0)
                 by_month[month] = np.where(np.isnan(field), overall, field)
 
     def predict(table: Table) -> torch.Tensor:
-        sample_times = table.coords.get(time_dim)
+        months = calendar_months(table.coords.get(time_dim))
         fields = []
         for k in range(len(table)):
-            month = pd.Timestamp(sample_times[k]).month if sample_times is not None else None
+            month = int(months[k]) if months is not None else None
             fields.append(by_month.get(month, overall))
         return torch.from_numpy(np.nan_to_num(np.stack(fields))).float()
 
@@ -60,8 +61,7 @@ def climatology(data: SplitData, time_dim: str = "time"):
 
 
 def interpolation(data: SplitData, method: str):
-    lat, lon = data.grid["lat"], data.grid["lon"]
-    grid_lat, grid_lon = np.meshgrid(lat, lon, indexing="ij")
+    grid_lat, grid_lon = data.grid.latitude, data.grid.longitude  # of every point (H, W)
     targets = np.column_stack([grid_lat.ravel(), grid_lon.ravel()])
 
     def field(values: np.ndarray, observed: np.ndarray) -> np.ndarray:

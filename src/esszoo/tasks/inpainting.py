@@ -42,6 +42,7 @@ from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.predictor import Predictor, predict_in_batches
 from esszoo.tasks import infilling, register_task
 from esszoo.tasks.base import Task
+from esszoo.tasks.baselines import calendar_months
 from esszoo.tasks.classification import channel_stats
 
 LIU_WEIGHTS = {"valid": 1.0, "hole": 6.0, "tv": 0.1, "perceptual": 0.0, "style": 0.0}
@@ -91,6 +92,7 @@ class InpaintingTask(Task):
     name = "inpainting"
     Options = InpaintingOptions
     data_kinds = ("gapped_fields",)
+    headline = ("rmse", "lower")
     plot_file = "reconstructions.png"
 
     def __init__(self, net: nn.Module, spec: InpaintingOptions, trainer: TrainerOptions):
@@ -186,8 +188,10 @@ class InpaintingTask(Task):
     # -- evaluation ------------------------------------------------------------------------
 
     def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
+        by_month = calendar_months(data.train.coords.get(data.split.dim)) is not None
+        climatology = "climatology (calendar month)" if by_month else "climatology (training mean)"
         return {
-            "climatology": infilling.climatology(data, data.split.dim),
+            climatology: infilling.climatology(data, data.split.dim),
             "nearest interpolation": infilling.interpolation(data, "nearest"),
             "linear interpolation": infilling.interpolation(data, "linear"),
             "iterative EOF (DINEOF)": infilling.dineof(data, data.split.dim),
@@ -206,8 +210,7 @@ class InpaintingTask(Task):
             "bias": metrics.bias(prediction[hidden], truth[hidden]),
             "corr": metrics.correlation(prediction[hidden], truth[hidden]),
         }
-        weights = torch.from_numpy(np.cos(np.radians(data.grid["lat"]))).view(1, 1, -1, 1)
-        weights = weights.expand_as(truth) * known
+        weights = torch.from_numpy(data.grid.area_weights()).expand_as(truth) * known
         composed = torch.where(observed, truth, prediction).nan_to_num()
         area = lambda field: (field * weights).sum((1, 2, 3)) / weights.sum((1, 2, 3))  # noqa: E731
         row["area_mean_err"] = float((area(composed) - area(truth.nan_to_num())).abs().mean())
@@ -227,8 +230,18 @@ class InpaintingTask(Task):
         reconstruction_panels(predictions, truth, data.test, data, path)
 
     @classmethod
+    def exported(cls, predictor: nn.Module) -> nn.Module:
+        """For codes outside Python: the field with its missing values (NaN) in, the field
+        filled out (observed values kept), so a caller needs no mask of its own."""
+        return FilledField(predictor)
+
+    @classmethod
     def predictions(
-        cls, predictor: nn.Module, inputs: list[xr.DataArray], description: dict[str, Any]
+        cls,
+        predictor: nn.Module,
+        inputs: list[xr.DataArray],
+        description: dict[str, Any],
+        sample_dim: str | None,
     ) -> xr.Dataset:
         """Fill the gaps of every field; keep observed values and the domain.
 
@@ -237,7 +250,6 @@ class InpaintingTask(Task):
         variable says which values were filled.
         """
         (array,) = inputs
-        sample_dim = description["data"]["dims"][0]
         if sample_dim not in array.dims or array.ndim != 3:
             raise DataError(
                 f"the model fills 2-D fields along '{sample_dim}', but '{array.name}' has "
@@ -274,6 +286,21 @@ class InpaintingTask(Task):
             },
             coords=dict(array.coords.items()),
         )
+
+
+class FilledField(nn.Module):
+    """A mask-taking predictor as a function of the field alone: NaN marks what is
+    missing, and the output keeps every observed value and fills every missing one (points
+    outside the training domain, such as land, come back filled too)."""
+
+    def __init__(self, predictor: nn.Module):
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        observed = torch.isfinite(x)
+        filled = self.predictor(x, observed.to(x.dtype))
+        return torch.where(observed, x, filled)
 
 
 def total_variation(

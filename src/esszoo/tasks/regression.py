@@ -76,6 +76,7 @@ class RegressionTask(Task):
     name = "regression"
     Options = RegressionOptions
     data_kinds = ("table",)
+    headline = ("rmse", "lower")
     plot_file = "prediction_vs_truth.png"
 
     def __init__(self, net: nn.Module, spec: RegressionOptions, trainer: TrainerOptions):
@@ -181,7 +182,11 @@ class RegressionTask(Task):
 
     @classmethod
     def predictions(
-        cls, predictor: nn.Module, inputs: list[xr.DataArray], description: dict[str, Any]
+        cls,
+        predictor: nn.Module,
+        inputs: list[xr.DataArray],
+        description: dict[str, Any],
+        sample_dim: str | None,
     ) -> xr.Dataset:
         """Every point of the inputs' grid is a sample; the outputs on that grid, NaN where
         an input is missing."""

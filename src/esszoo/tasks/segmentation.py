@@ -17,17 +17,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+import xarray as xr
 from pydantic import Field
 from torch import nn
 
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.labels import RULES
+from esszoo.data.windows import lead_times, window_inputs
 from esszoo.options import TaskOptions, TrainerOptions
-from esszoo.predictor import Predictor
+from esszoo.predictor import Predictor, predict_in_batches
 from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
+from esszoo.tasks.baselines import ClassClimatology
 from esszoo.tasks.classification import (
     aux_weight_option,
     channel_stats,
@@ -55,6 +59,7 @@ class SegmentationTask(Task):
     name = "segmentation"
     Options = SegmentationOptions
     data_kinds = ("labelled_windows",)
+    headline = ("miou", "higher")
     plot_file = "segmentation.png"
 
     def __init__(self, net: nn.Module, spec: SegmentationOptions, trainer: TrainerOptions):
@@ -107,6 +112,10 @@ class SegmentationTask(Task):
             return logits
 
         found = {f"majority class ({data.classes[majority]})": everywhere}
+        climatology = ClassClimatology(data.split.dim, count)
+        for table in data.train.blocks():
+            climatology.add(table)
+        found[climatology.name] = climatology.predictor()  # the commonest class at each point
         rule = next((r for r in RULES.values() if r.classes == data.classes), None)
         if rule is not None and rule.variable == data.inputs[0].standard_name:
 
@@ -140,6 +149,56 @@ class SegmentationTask(Task):
         from esszoo.plots import class_map_panels
 
         class_map_panels(predictions, truth, data, path)
+
+    @classmethod
+    def predictions(
+        cls,
+        predictor: nn.Module,
+        inputs: list[xr.DataArray],
+        description: dict[str, Any],
+        sample_dim: str | None,
+    ) -> xr.Dataset:
+        """The class of every point at the last target frame after every window of past
+        frames, and the probability of each class; `lead_time` says how far ahead of the
+        window's last frame (the time coordinate) that is."""
+        window = description["recipe"]["data"]["window"]
+        volume = len(description["card"]["example_input"]) == 5
+        classes = description["classes"]
+        (array,) = inputs
+        grid = [d for d in array.dims if d != sample_dim]
+        x, times = window_inputs(array, sample_dim, window["past"], volume)
+        probability = torch.softmax(predict_in_batches(predictor, x), dim=1).numpy()
+        domain = np.isfinite(x.numpy()).any(axis=tuple(range(x.dim() - 2)))  # (*grid)
+        predicted = np.where(domain, probability.argmax(1), -1).astype(np.int8)
+        lead, lead_attrs = lead_times(array[sample_dim].values, window["future"])
+        coords = {k: v for k, v in array.coords.items() if set(v.dims) <= set(grid)}
+        coords |= {
+            sample_dim: (sample_dim, times, {"long_name": "time of the last input frame"}),
+            "lead_time": ((), lead[-1], lead_attrs),
+            "class": ("class", list(classes)),
+        }
+        model = description["model"]["name"]
+        dataset = xr.Dataset(
+            {
+                "predicted_class": (
+                    (sample_dim, *grid),
+                    predicted,
+                    {
+                        "flag_values": np.arange(len(classes), dtype=np.int8),
+                        "flag_meanings": " ".join(classes),
+                        "long_name": f"class predicted by {model}, lead_time after the time",
+                    },
+                ),
+                "class_probability": (
+                    (sample_dim, "class", *grid),
+                    np.where(domain, probability, np.nan).astype(np.float32),
+                    {"units": "1", "long_name": "softmax probability of each class"},
+                ),
+            },
+            coords=coords,
+        )
+        dataset["predicted_class"].encoding["_FillValue"] = np.int8(-1)  # outside the domain
+        return dataset
 
 
 def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

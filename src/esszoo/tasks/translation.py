@@ -28,25 +28,30 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import xarray as xr
 from pydantic import Field
 from torch import nn
 
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.stream import StreamBatches
+from esszoo.data.variables import Variable, load_values
+from esszoo.data.windows import lead_times, window_inputs
 from esszoo.errors import DataError
 from esszoo.options import TaskOptions, TrainerOptions
-from esszoo.predictor import Predictor
+from esszoo.predictor import Predictor, predict_in_batches
 from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
+from esszoo.tasks.baselines import Climatology, PointRegression
 from esszoo.tasks.classification import ChannelMoments
 
 
-def area_weights(lat: np.ndarray | None, like: torch.Tensor) -> torch.Tensor:
-    """cos(latitude) broadcast to `like` (B, C, *grid), or ones without a latitude."""
-    if lat is None or np.ndim(lat) != 1 or len(lat) != like.shape[-2]:
+def area_weights(weights: np.ndarray | None, like: torch.Tensor) -> torch.Tensor:
+    """The area weight of every point (H, W), cos(latitude), broadcast to `like` (B, C,
+    *grid); ones where the grid has no latitude."""
+    if weights is None:
         return torch.ones_like(like)
-    weights = torch.from_numpy(np.cos(np.radians(lat))).to(like.dtype)
-    return weights.view(*[1] * (like.dim() - 2), -1, 1).expand_as(like)
+    weights = torch.from_numpy(np.ascontiguousarray(weights)).to(like.dtype)
+    return weights.expand_as(like)
 
 
 class TranslationOptions(TaskOptions):
@@ -63,11 +68,12 @@ class TranslationTask(Task):
     name = "translation"
     Options = TranslationOptions
     data_kinds = ("paired_fields", "windows", "streamed_fields")
+    headline = ("rmse", "lower")
     plot_file = "prediction_vs_truth.png"
 
     def __init__(self, net: nn.Module, spec: TranslationOptions, trainer: TrainerOptions):
         super().__init__(net, spec, trainer)
-        self.regression: PooledRegression | None = None  # the baseline, fitted with the stats
+        self.fitted: FittedBaselines | None = None  # the baselines, fitted with the stats
 
     @classmethod
     def data_kind(cls, data: dict[str, Any]) -> str:
@@ -83,15 +89,14 @@ class TranslationTask(Task):
         return {"in_channels": sample.x.shape[1], "out_channels": sample.y.shape[1]}
 
     def fit(self, data: SplitData) -> None:
-        """Normalization statistics of the training split (and the linear-regression
-        baseline where it applies), in one pass over its blocks."""
+        """Normalization statistics of the training split and its baselines, in one pass
+        over its blocks."""
         inputs, outputs = ChannelMoments(), ChannelMoments()
-        regression = None if self._rebuilds_itself(data) else PooledRegression()
+        baselines = FittedBaselines(data)
         for table in data.train.blocks():
             inputs.add(table.x)
             outputs.add(table.y)
-            if regression is not None:
-                regression.add(table.x, table.y)
+            baselines.add(table)
         if inputs.count is None or not (inputs.count > 0).all() or not (outputs.count > 0).all():
             raise DataError(
                 "the training split holds no valid value of an input or a target channel",
@@ -104,11 +109,11 @@ class TranslationTask(Task):
             "output_mean": output_mean,
             "output_std": output_std,
         }
-        self.regression = regression
+        self.fitted = baselines
 
     def transform(self, data: SplitData) -> Callable[[Table], dict[str, torch.Tensor]]:
         """Table -> the batch tensors (picklable, for the workers of streamed data)."""
-        return partial(translation_tensors, stats=self.stats, lat=data.grid.get("lat"))
+        return partial(translation_tensors, stats=self.stats, weights=data.grid.area_weights())
 
     def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
         self.fit(data)
@@ -144,18 +149,27 @@ class TranslationTask(Task):
         ]
 
     def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
-        if self._rebuilds_itself(data):  # compared with as many EOFs as the code has numbers
-            code = self._code_size(data)
-            if code is None:
-                return {"identity": lambda table: table.x.nan_to_num()}
-            modes = min(code, len(data.train) - 1)
-            return {f"EOF truncation ({modes} modes)": eof_truncation(data.train.y, modes)}
-        regression = self.regression
-        if regression is None:  # a task built to evaluate a run: fit it now
-            regression = PooledRegression()
+        """The training climatology; for fields rebuilt from themselves, their truncation to
+        as many EOFs as the network's code has numbers; otherwise linear regressions of the
+        targets on the inputs (pooled over the points, and at every point) and, for
+        windows of one variable, persistence."""
+        fitted = self.fitted
+        if fitted is None:  # a task built to evaluate a run: fit them now
+            fitted = FittedBaselines(data)
             for table in data.train.blocks():
-                regression.add(table.x, table.y)
-        found = {"linear regression": regression.predictor()}
+                fitted.add(table)
+        found = {fitted.climatology.name: fitted.on_channels(fitted.climatology.predictor())}
+        if self._rebuilds_itself(data):
+            code = self._code_size(data)
+            if code is not None:
+                modes = min(code, len(data.train) - 1)
+                found[f"EOF truncation ({modes} modes)"] = eof_truncation(data.train.y, modes)
+            return found
+        pooled = fitted.on_channels(fitted.pooled.predictor())
+        found["linear regression (pooled)"] = pooled
+        # points with too few samples fall back to the pooled regression
+        point = fitted.point.predictor(fallback=fitted.pooled.predictor())
+        found["linear regression (per point)"] = fitted.on_channels(point)
         if data.window is not None and data.inputs[0].name == data.targets[0].name:
             found["persistence"] = persistence
         return found
@@ -178,7 +192,7 @@ class TranslationTask(Task):
 
     def scorer(self, data: SplitData) -> FieldScores:
         """Scores accumulated block by block (for data streamed from disk)."""
-        return FieldScores(data.grid.get("lat"))
+        return FieldScores(data.grid.area_weights())
 
     def plot(
         self, predictions: dict[str, torch.Tensor], truth: torch.Tensor, data: SplitData, path: Path
@@ -186,6 +200,92 @@ class TranslationTask(Task):
         from esszoo.plots import field_panels
 
         field_panels(predictions, truth, data, path)
+
+    @classmethod
+    def predictions(
+        cls,
+        predictor: nn.Module,
+        inputs: list[xr.DataArray],
+        description: dict[str, Any],
+        sample_dim: str | None,
+    ) -> xr.Dataset:
+        """The target fields of every time step, or, for a model of windows, the next
+        frames after every window of past frames (along `lead_time`, from the time of the
+        window's last frame). Points without a value at any time (land, outside the radar)
+        stay missing, and so do time steps without any input value."""
+        outputs = [Variable.from_dict(v) for v in description["outputs"]]
+        window = description.get("recipe", {}).get("data", {}).get("window")
+        volume = len(description["card"]["example_input"]) == 5
+        grid = [d for d in inputs[0].dims if d != sample_dim]
+        comment = f"predicted by esszoo model '{description['model']['name']}' from " + ", ".join(
+            str(a.name) for a in inputs
+        )
+        coords = {k: v for k, v in inputs[0].coords.items() if set(v.dims) <= set(grid)}
+        if window:
+            x, times = window_inputs(inputs[0], sample_dim, window["past"], volume)
+            out = predict_in_batches(predictor, x).numpy()
+            out = out[:, 0] if volume else out  # (N, future, *grid)
+            frames = x[:, 0] if volume else x
+            lead, lead_attrs = lead_times(inputs[0][sample_dim].values, out.shape[1])
+            dims = (sample_dim, "lead_time", *grid)
+            coords |= {
+                sample_dim: (sample_dim, times, {"long_name": "time of the last input frame"})
+            }
+            coords["lead_time"] = ("lead_time", lead, lead_attrs)
+            values = [out]
+        else:
+            x = torch.from_numpy(
+                np.stack(
+                    [load_values(a.transpose(sample_dim, *grid), dtype=np.float32) for a in inputs],
+                    axis=1,
+                )
+            )  # (N, C, *grid)
+            out = predict_in_batches(predictor, x).numpy()  # (N, C_out, *grid)
+            frames = x
+            dims = (sample_dim, *grid)
+            coords[sample_dim] = inputs[0][sample_dim]
+            values = [out[:, c] for c in range(out.shape[1])]
+        finite = np.isfinite(frames.numpy())
+        domain = finite.any(axis=(0, 1))  # (*grid)
+        seen = finite.reshape(len(finite), -1).any(1)  # samples with an input value
+        shape = (-1, *[1] * (len(dims) - 1))
+        predicted = xr.Dataset(coords=coords)
+        for variable, field in zip(outputs, values, strict=True):
+            field = np.where(domain & seen.reshape(shape), field, np.nan).astype(np.float32)
+            predicted[variable.name] = (dims, field, variable.attrs() | {"comment": comment})
+        return predicted
+
+
+class FittedBaselines:
+    """Climatology and linear regressions, fitted block by block on the training split.
+
+    They see every sample as channels on a grid (N, C, *grid): windows of frames as
+    volumes (N, 1, frames, H, W) have their frames as channels."""
+
+    def __init__(self, data: SplitData):
+        self.frames_as_channels = data.window is not None
+        self.climatology = Climatology(data.split.dim)
+        self.rebuilds = TranslationTask._rebuilds_itself(data)
+        self.pooled, self.point = PooledRegression(), PointRegression()
+
+    def view(self, table: Table) -> Table:
+        def channels(t: torch.Tensor) -> torch.Tensor:
+            return t.flatten(1, 2) if self.frames_as_channels and t.dim() == 5 else t
+
+        return Table(channels(table.x), channels(table.y), coords=table.coords)
+
+    def add(self, table: Table) -> None:
+        view = self.view(table)
+        self.climatology.add(view)
+        if not self.rebuilds:
+            self.pooled.add(view.x, view.y)
+            self.point.add(view.x, view.y)
+
+    def on_channels(
+        self, predict: Callable[[Table], torch.Tensor]
+    ) -> Callable[[Table], torch.Tensor]:
+        """`predict` of the channel view, applied to a table (and shaped as its targets)."""
+        return lambda table: predict(self.view(table)).reshape(table.y.shape)
 
 
 def persistence(table: Table) -> torch.Tensor:
@@ -220,7 +320,7 @@ def eof_truncation(train: torch.Tensor, modes: int) -> Callable[[Table], torch.T
 
 
 def translation_tensors(
-    table: Table, stats: dict[str, torch.Tensor], lat: np.ndarray | None
+    table: Table, stats: dict[str, torch.Tensor], weights: np.ndarray | None
 ) -> dict[str, torch.Tensor]:
     """A table's batch tensors: inputs normalized (missing points at 0, the channel mean),
     targets normalized (0 where unknown), and `known`: the area weight of each known target
@@ -232,7 +332,7 @@ def translation_tensors(
         stats["output_std"], table.y
     )
     observed = torch.isfinite(table.x).flatten(1).any(1)
-    weights = known.float() * area_weights(lat, table.y)
+    weights = known.float() * area_weights(weights, table.y)
     weights = weights * observed.view(-1, *[1] * (weights.dim() - 1))
     return {
         "x": torch.nan_to_num(x, nan=0.0),
@@ -287,24 +387,19 @@ class PooledRegression:
         return predict
 
 
-def pooled_linear_regression(x: torch.Tensor, y: torch.Tensor) -> Callable[[Table], torch.Tensor]:
-    """The pooled regression fitted on one block of fields."""
-    return PooledRegression().add(x, y).predictor()
-
-
 class FieldScores:
     """RMSE, MAE and bias over the known points (each weighted by cos(latitude) where the
     data have one), and the correlation of prediction and truth over the same points,
     accumulated block by block in float64."""
 
-    def __init__(self, lat: np.ndarray | None):
-        self.lat = lat
+    def __init__(self, weights: np.ndarray | None):
+        self.weights = weights  # of every point (H, W), or None: every point alike
         self.sums = torch.zeros(10, dtype=torch.float64)
         self.shift: float | None = None
 
     def add(self, prediction: torch.Tensor, truth: torch.Tensor) -> FieldScores:
         known = torch.isfinite(truth)
-        weights = area_weights(self.lat, truth).double() * known
+        weights = area_weights(self.weights, truth).double() * known
         error = (prediction.double() - truth.double()).nan_to_num() * known
         p, t = prediction[known].double(), truth[known].double()
         if self.shift is None and len(t):

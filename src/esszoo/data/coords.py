@@ -1,0 +1,81 @@
+"""Coordinates found as the CF conventions find them, through cf_xarray.
+
+Time, latitude and longitude are looked up by their CF attributes first (`standard_name`,
+`units` such as ``degrees_north`` or ``days since ...``, `axis`, `_CoordinateAxisType`),
+then by the names common producers give them (cf_xarray's `guess_coord_axis`: ``lat``,
+``latitude``, ``nav_lat``, ``TIME``, ``t``, ...), and a time axis also by its values'
+type (dates). The user's names are kept: nothing is renamed, so outputs carry the names
+the input had.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import cf_xarray  # noqa: F401  (registers the .cf accessor)
+import numpy as np
+import xarray as xr
+
+from esszoo.errors import DataError
+
+LOOKED_FOR = {
+    "time": "CF standard_name time, axis T, dates, or a name such as time or TIME",
+    "latitude": "CF standard_name latitude, units degrees_north, axis Y, or a name such as lat",
+    "longitude": "CF standard_name longitude, units degrees_east, axis X, or a name such as lon",
+}
+
+
+def _guessed(obj: xr.Dataset | xr.DataArray) -> xr.Dataset | xr.DataArray:
+    """A copy of `obj` with CF attributes guessed from the names of coordinates that have
+    none (the original is left as it is)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return obj.cf.guess_coord_axis()
+
+
+def _candidates(obj: xr.Dataset | xr.DataArray, key: str) -> list[str]:
+    guessed = _guessed(obj)
+    axis = {"time": "T", "latitude": "Y", "longitude": "X"}[key]
+    names = [*guessed.cf.coordinates.get(key, []), *guessed.cf.axes.get(axis, [])]
+    return [name for name in dict.fromkeys(names) if name in obj.coords]
+
+
+def is_time(values: np.ndarray) -> bool:
+    """Whether values are dates (numpy datetimes or cftime dates of any calendar)."""
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.datetime64):
+        return True
+    return values.dtype == object and values.size > 0 and hasattr(values.flat[0], "calendar")
+
+
+def time_dim(obj: xr.Dataset | xr.DataArray) -> str | None:
+    """The dimension along which time runs, or None."""
+    for name in _candidates(obj, "time"):
+        coord = obj[name]
+        if coord.ndim == 1 and coord.dims[0] in obj.dims:
+            return str(coord.dims[0])
+    for dim in obj.dims:
+        if dim in obj.coords and obj[dim].ndim == 1 and is_time(obj[dim].values):
+            return str(dim)
+    return None
+
+
+def require_time_dim(dataset: xr.Dataset) -> str:
+    dim = time_dim(dataset)
+    if dim is None:
+        raise DataError(
+            f"no time axis in the data (looked for {LOOKED_FOR['time']}); dimensions "
+            f"{dict(dataset.sizes)}",
+            "name the dimension to split along in data.split.dim",
+        )
+    return dim
+
+
+def horizontal(array: xr.DataArray, key: str) -> xr.DataArray | None:
+    """The latitude or longitude of a field's points (`key`: latitude or longitude): a
+    coordinate along the field's grid dimensions, 1-D or 2-D (curvilinear), or None."""
+    for name in _candidates(array, key):
+        coord = array[name]
+        if 1 <= coord.ndim <= 2 and set(coord.dims) <= set(array.dims):
+            return coord
+    return None
