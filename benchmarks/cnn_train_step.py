@@ -33,7 +33,7 @@ from esszoo.optim import configure_optimizer
 from esszoo.recipe import load_recipe
 from esszoo.registry import create_model
 from esszoo.run import build_data, build_task
-from esszoo.train import ChannelsLast, make_trainer, resolve_precision
+from esszoo.training import ChannelsLast, make_trainer, resolve_precision
 
 RECIPE = ROOT / "recipes" / "radar_scenes_resnet18.yaml"
 STEPS = 12

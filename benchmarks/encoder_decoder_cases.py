@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from benchmarks.common import ROOT, table
-from esszoo.train import train
+from esszoo.training import train
 
 FIGURES = ROOT / "benchmarks" / "results" / "figures"
 

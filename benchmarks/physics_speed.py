@@ -22,7 +22,7 @@ from esszoo.checkpoint import load
 from esszoo.physics import mixed_column_precipitation
 from esszoo.recipe import load_recipe
 from esszoo.run import build_data, seconds_per_sample
-from esszoo.train import train
+from esszoo.training import train
 
 LEVELS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 40)
 

@@ -11,7 +11,7 @@ import csv
 import tempfile
 
 from benchmarks.common import ROOT, table
-from esszoo.train import train
+from esszoo.training import train
 
 
 def run() -> str:

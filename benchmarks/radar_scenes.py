@@ -15,7 +15,7 @@ import csv
 import tempfile
 
 from benchmarks.common import ROOT, table
-from esszoo.train import train
+from esszoo.training import train
 
 MODELS = ("lenet5", "resnet18", "densenet121")
 

@@ -33,7 +33,7 @@ from esszoo.data.stream import StreamBatches
 from esszoo.recipe import load_recipe
 from esszoo.registry import create_model
 from esszoo.run import build_data, build_task
-from esszoo.train import ChannelsLast, make_trainer
+from esszoo.training import ChannelsLast, make_trainer
 
 RECIPE = ROOT / "recipes" / "radar_nowcast_unet3d.yaml"
 CHUNK = 48

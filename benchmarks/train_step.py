@@ -24,7 +24,7 @@ from esszoo.optim import configure_optimizer
 from esszoo.recipe import load_recipe
 from esszoo.registry import create_model
 from esszoo.run import build_data, build_task
-from esszoo.train import make_trainer
+from esszoo.training import make_trainer
 
 RECIPE = ROOT / "recipes" / "emulate_precip.yaml"
 ROUNDS = 3

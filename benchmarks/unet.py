@@ -32,7 +32,7 @@ from benchmarks.common import ROOT, table
 from esszoo.recipe import load_recipe
 from esszoo.registry import create_model
 from esszoo.run import build_data, build_task
-from esszoo.train import resolve_precision
+from esszoo.training import resolve_precision
 
 RECIPE = ROOT / "recipes" / "radar_intensity_unet.yaml"
 GRIDS = [(181, 360), (721, 1440), (1441, 2880)]

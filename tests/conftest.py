@@ -65,7 +65,7 @@ def tiny_recipe(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One small emulator, trained once per test process, for the tests that read a run."""
-    from esszoo.train import train
+    from esszoo.training import train
 
     folder = tmp_path_factory.mktemp("trained")
     recipe = write_recipe(folder / "tiny.yaml", tiny_recipe_dict(folder / "runs"))

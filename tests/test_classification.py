@@ -142,8 +142,8 @@ def test_regression_losses_do_not_fit_classification():
 
 
 def test_lenet5_learns_digits_end_to_end_and_predicts_classes(tmp_path):
-    from esszoo.predict import predict_file
-    from esszoo.train import train
+    from esszoo.prediction import predict_file
+    from esszoo.training import train
     from tests.conftest import write_recipe
 
     recipe = {

@@ -198,8 +198,8 @@ def test_perceptual_terms_without_vgg_weights_are_a_clear_error():
 
 
 def test_pconv_unet_fills_ostia_end_to_end_and_writes_a_flag(tmp_path):
-    from esszoo.predict import predict_file
-    from esszoo.train import train
+    from esszoo.prediction import predict_file
+    from esszoo.training import train
     from tests.conftest import write_recipe
 
     recipe = {

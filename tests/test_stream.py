@@ -12,10 +12,10 @@ import torch
 from esszoo.data.source import open_source
 from esszoo.data.stream import StreamBatches
 from esszoo.errors import DataError, RecipeError
-from esszoo.evaluate import evaluate_run
+from esszoo.evaluation import evaluate_run
 from esszoo.recipe import load_recipe
 from esszoo.run import build_data, build_task
-from esszoo.train import train
+from esszoo.training import train
 from tests.conftest import write_recipe
 
 

@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 
 import esszoo
 from esszoo.errors import DataError, RunError
-from esszoo.evaluate import compare_runs, evaluate_run
-from esszoo.predict import predict_file
-from esszoo.train import resolve_compile, resolve_precision, train
+from esszoo.evaluation import compare_runs, evaluate_run
+from esszoo.prediction import predict_file
+from esszoo.training import resolve_compile, resolve_precision, train
 from tests.conftest import tiny_recipe_dict, write_recipe
 
 RUN_FILES = {

@@ -36,7 +36,7 @@ def test_a_new_output_size_keeps_the_fresh_head(tmp_path):
 
 
 def test_a_recipe_can_start_from_a_run_with_other_variables(tmp_path, trained_run, capsys):
-    from esszoo.train import train
+    from esszoo.training import train
 
     recipe = tiny_recipe_dict(tmp_path / "runs", init_from=str(trained_run))
     recipe["data"] = {"source": "tmy3", "inputs": ["huss", "tas"], "targets": ["hurs"]}

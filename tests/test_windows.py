@@ -82,7 +82,7 @@ def test_a_window_longer_than_a_split_is_refused():
 
 
 def train_tiny(tmp_path, model: dict, task: dict, extra: dict) -> list[dict]:
-    from esszoo.train import train
+    from esszoo.training import train
 
     moving_storm().to_netcdf(tmp_path / "storm.nc")
     recipe = {
@@ -146,7 +146,7 @@ def two_variables(steps: int = 60) -> xr.Dataset:
 
 
 def train_pairs(tmp_path, model: dict, data: dict) -> list[dict]:
-    from esszoo.train import train
+    from esszoo.training import train
 
     recipe = {
         "name": "pairs",

@@ -3,6 +3,9 @@
     import esszoo
     esszoo.list_models(task="regression")
     model = esszoo.create_model("mlp", in_channels=3, out_channels=1)
+    run = esszoo.train("recipes/emulate_precip.yaml", trainer={"max_epochs": 5})
+    predictions = esszoo.predict(run, dataset)   # an xarray.Dataset in, one out
+    esszoo.evaluate(run)                         # the scores beside the baselines
     model = esszoo.load("runs/emulate_precip")   # physical units in, physical units out
 
 Heavy modules (torch, Lightning, xarray) are imported on first use, so that the command
@@ -24,6 +27,10 @@ _LAZY = {
     "register_model": "esszoo.registry",
     "load": "esszoo.checkpoint",
     "save": "esszoo.checkpoint",
+    "train": "esszoo.api",
+    "predict": "esszoo.api",
+    "evaluate": "esszoo.api",
+    "Run": "esszoo.api",
     "EsszooError": "esszoo.errors",
 }
 

@@ -185,7 +185,7 @@ def train(
 ) -> None:
     """Train a recipe; writes runs/NAME/."""
     _quiet()
-    from esszoo.train import train as train_recipe
+    from esszoo.training import train as train_recipe
 
     train_recipe(recipe, overrides or [], resume=resume, overwrite=overwrite)
 
@@ -197,7 +197,7 @@ def evaluate(
 ) -> None:
     """Score a run beside its baselines."""
     _quiet()
-    from esszoo.evaluate import evaluate_run
+    from esszoo.evaluation import evaluate_run
 
     if split not in ("train", "val", "test"):
         raise EsszooError(f"unknown split '{split}'", "choose train, val or test")
@@ -211,7 +211,7 @@ def compare(
 ) -> None:
     """Compare runs with the baselines and, for emulators, with the physics (time per sample)."""
     _quiet()
-    from esszoo.evaluate import compare_runs
+    from esszoo.evaluation import compare_runs
 
     compare_runs(list(runs), out)
 
@@ -224,7 +224,7 @@ def predict(
 ) -> None:
     """Apply a run's model to data; write CF-NetCDF with the coordinates intact."""
     _quiet()
-    from esszoo.predict import predict_file
+    from esszoo.prediction import predict_file
 
     print(f"wrote {predict_file(run, data, out)}")
 

@@ -28,11 +28,14 @@ from esszoo.data.coords import LOOKED_FOR, horizontal
 from esszoo.errors import DataError
 
 ROLES = ("latitude", "longitude")
-# Two coordinates name the same point within a thousandth of the grid spacing (files
-# written in float32 differ by 1e-5 degrees after a change of longitude range);
-# latitudes and longitudes of curvilinear grids within 1e-4 degrees (about 10 m).
-SAME_POINT = 1e-3
-SAME_DEGREES = 1e-4
+# Two coordinates name the same point within a tenth of the grid spacing: files written in
+# float32 differ by 1e-5 degrees after a change of longitude range, and packed
+# coordinates by their packing (RADOLAN's latitudes are kept to 0.01 degrees); a grid
+# shifted by a fraction of a cell is another grid. Latitudes and longitudes of grids
+# without 1-D coordinates are the same points while each is nearer its counterpart than
+# any neighbour (within 0.4 of the spacing of neighbouring points).
+SAME_POINT = 0.1
+SAME_NEIGHBOUR = 0.4
 
 
 @dataclass
@@ -175,9 +178,18 @@ class Grid:
             if not np.array_equal(order, np.arange(len(order)))
         }
 
+        order = [d for d in given if d in dims]  # the data's own order of its grid
+
         def restore(dataset: xr.Dataset) -> xr.Dataset:
             dataset = dataset.isel({d: i for d, i in back.items() if d in dataset.dims})
-            return dataset.transpose(*[d for d in given if d in dataset.dims], ...)
+            for name, variable in dataset.data_vars.items():
+                places = [i for i, d in enumerate(variable.dims) if d in order]
+                mine = [d for d in order if d in variable.dims]
+                arranged = list(variable.dims)
+                for place, dim in zip(places, mine, strict=True):
+                    arranged[place] = dim
+                dataset[name] = variable.transpose(*arranged)
+            return dataset
 
         return array, restore
 
@@ -279,10 +291,14 @@ def _canonical(values: np.ndarray, periodic: bool) -> np.ndarray:
 
 
 def _close(a: np.ndarray, b: np.ndarray, periodic: bool) -> bool:
+    """Whether two (H, W) fields of latitudes (or longitudes) name the same points."""
     difference = np.abs(_canonical(a, periodic) - _canonical(b, periodic))
     if periodic:
         difference = np.minimum(difference, 360.0 - difference)
-    return bool(np.nanmax(difference, initial=0.0) <= SAME_DEGREES)
+    # the step between neighbours along the direction the coordinate changes most
+    steps = [np.abs(np.diff(a, axis=axis)) for axis in (0, 1) if a.shape[axis] > 1]
+    spacing = max((float(np.nanmedian(step)) for step in steps), default=1.0) or 1.0
+    return bool(np.nanmax(difference, initial=0.0) <= SAME_NEIGHBOUR * spacing)
 
 
 def _matching(own: np.ndarray, theirs: np.ndarray, periodic: bool) -> np.ndarray | None:

@@ -18,7 +18,7 @@ A task is one file: a `Task` subclass registered with `esszoo.tasks.register_tas
 
 Here are the network and its recipe sections, the epoch's mean training loss, the
 optimizer, and the training and validation steps around `batch_loss`. Engineering
-(devices, precision, checkpoints, the run directory) is in `esszoo.train`.
+(devices, precision, checkpoints, the run directory) is in `esszoo.training`.
 """
 
 from __future__ import annotations

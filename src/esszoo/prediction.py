@@ -79,7 +79,10 @@ def predict_dataset(
     """The outputs of a loaded model (`esszoo.load`) for `dataset`, with the data's
     coordinates, in the data's order of points; the same checks as `esszoo predict`."""
     description = predictor.description
-    trained = [Variable.from_dict(v) for v in description.get("inputs", [])]
+    # each variable once (windows of frames take one variable as several channels)
+    trained = list(
+        {v["name"]: Variable.from_dict(v) for v in description.get("inputs", [])}.values()
+    )
     if not trained or not description.get("outputs"):
         raise DataError("the checkpoint does not name its variables")
     # the modules the run's recipe imported (its own task, for example), by name

@@ -236,7 +236,11 @@ def train(
     overwrite: bool = False,
 ) -> Path:
     """Train the recipe; return its run directory."""
-    recipe = load_recipe(recipe_path, overrides)
+    return train_recipe(load_recipe(recipe_path, overrides), resume=resume, overwrite=overwrite)
+
+
+def train_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train a validated recipe; return its run directory."""
     run_dir = recipe.run_dir()
     if launch_rank() > 0:  # one of several processes (torchrun, SLURM): rank 0 owns the run
         return _train(recipe, run_dir, resume)
