@@ -13,7 +13,8 @@ from esszoo.data.source import open_source
 from esszoo.errors import DataError, RecipeError
 from esszoo.options import TrainerOptions
 from esszoo.recipe import load_recipe
-from esszoo.tasks.classification import ClassificationTask, channel_stats, confusion_matrix
+from esszoo.tasks.classification import ClassificationTask, confusion_matrix
+from esszoo.tasks.moments import channel_stats
 
 
 def test_rain_category_follows_its_documented_thresholds():

@@ -221,7 +221,11 @@ def test_pconv_unet_fills_ostia_end_to_end_and_writes_a_flag(tmp_path):
         "out_dir": str(tmp_path / "runs"),
     }
     run_dir = train(write_recipe(tmp_path / "fill.yaml", recipe))
-    assert (run_dir / "reconstructions.png").is_file()
+    from PIL import Image
+
+    for name in ("reconstructions.png", "reconstructions_2.png"):  # a file per test case
+        width, height = Image.open(run_dir / name).size
+        assert width < 2500 and height < 1500, (name, width, height)
     scores = (run_dir / "scores.csv").read_text()
     for baseline in ("climatology", "linear interpolation", "DINEOF"):
         assert baseline in scores

@@ -322,3 +322,17 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
     first, second = load_file(two / "model.safetensors"), load_file(one / "model.safetensors")
     for name in first:
         assert torch.allclose(first[name], second[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_a_log_that_is_not_a_terminal_gets_a_line_per_epoch_and_scores_with_units(
+    tiny_recipe, capsys
+):
+    # pytest's captured output is no terminal: no progress bar, a line per epoch instead
+    train(tiny_recipe, ["trainer.progress_bar=true", "name=logged"])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert "train_loss" in lines[0] and "val_loss" in lines[0]
+    assert "rmse (kg m-2)" in out  # the table's scores carry the target's units
+    rows = read_csv(Path(tiny_recipe).parent / "runs" / "logged" / "scores.csv")
+    assert {row["units"] for row in rows} == {"kg m-2"}

@@ -29,6 +29,7 @@ from esszoo.run import (
     score_rows,
     seconds_per_sample,
     task_inputs,
+    with_units,
     write_csv,
 )
 from esszoo.tasks.baselines import headline_losses
@@ -98,6 +99,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> l
         rows += _physics_rows(data, task)
     models = [row["predictor"] for row in rows if row["run"]]
     headline_losses(rows, task.headline, models)
+    rows = with_units(rows, data)
     write_path = Path(out) if out else None
     if write_path:
         write_csv(rows, write_path)

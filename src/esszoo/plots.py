@@ -98,64 +98,6 @@ def confusion_panels(
     plt.close(figure)
 
 
-def reconstruction_panels(
-    predictions: dict[str, torch.Tensor],
-    truth: torch.Tensor,
-    table,
-    data,
-    path: Path,
-    cases: int = 2,
-) -> None:
-    """For a few test cases: the observed field with its gaps, the truth, each predictor's
-    completed field (observed values kept, gaps filled) and its error, one row each."""
-    import numpy as np
-
-    plt = _pyplot()
-    lat, lon = data.grid.lat_axis, data.grid.lon_axis
-    picks = np.linspace(0, len(truth) - 1, cases).astype(int)
-    names = list(predictions)
-    rows_per_case = 2 + 2 * len(names)
-    aspect = truth.shape[-1] / max(truth.shape[-2], 1)
-    width = 12.0
-    height = max(width / aspect, 0.9) * rows_per_case * cases + 0.6 * cases
-    figure, axes = plt.subplots(
-        rows_per_case * cases, 1, figsize=(width, height), squeeze=False, constrained_layout=True
-    )
-    variable = data.targets[0]
-    regular = lat is not None and lon is not None
-    extent = (float(lon[0]), float(lon[-1]), float(lat[0]), float(lat[-1])) if regular else None
-    for case, k in enumerate(picks):
-        observed = table.mask[k, 0].numpy() > 0
-        true_field = truth[k, 0].double().numpy()
-        low, high = np.nanpercentile(true_field, [1, 99])
-        panels = [
-            ("observed, with gaps", np.where(observed, true_field, np.nan), "field"),
-            ("truth", true_field, "field"),
-        ]
-        for name in names:
-            filled = np.where(observed, true_field, predictions[name][k, 0].double().numpy())
-            filled = np.where(np.isfinite(true_field), filled, np.nan)
-            panels.append((f"{name}: reconstruction", filled, "field"))
-            panels.append((f"{name}: error", filled - true_field, "error"))
-        spread = max(np.nanmax(np.abs(p[1])) for p in panels if p[2] == "error")
-        for row, (title, values, kind) in enumerate(panels):
-            axis = axes[case * rows_per_case + row, 0]
-            style = (
-                dict(cmap="RdBu_r", vmin=-spread, vmax=spread)
-                if kind == "error"
-                else dict(cmap="viridis", vmin=low, vmax=high)
-            )
-            image = axis.imshow(values, origin="lower", extent=extent, aspect="auto", **style)
-            when = table.coords.get(data.split.dim)
-            label = f" ({str(when[k])[:10]})" if when is not None else ""
-            axis.set_title(f"{title}{label}", fontsize=8, loc="left")
-            axis.tick_params(labelsize=6)
-            figure.colorbar(image, ax=axis, fraction=0.02, pad=0.01).ax.tick_params(labelsize=6)
-    figure.suptitle(f"{variable.name} ({variable.units}): test cases", fontsize=10)
-    _save(figure, path)
-    plt.close(figure)
-
-
 def _last_frame(tensor: torch.Tensor, k: int):
     """Sample k's last target frame (fields: last channel; volumes: last level)."""
     field = tensor[k]
@@ -177,58 +119,183 @@ def busiest_cases(truth: torch.Tensor, cases: int) -> list[int]:
     return sorted(score.argsort(descending=True)[:cases].tolist())
 
 
+def case_paths(path: Path, count: int) -> list[Path]:
+    """One file per test case: PATH for the first, PATH_2, PATH_3, ... for the others."""
+    return [
+        path if k == 0 else path.with_name(f"{path.stem}_{k + 1}{path.suffix}")
+        for k in range(count)
+    ]
+
+
+def _date(times, k: int) -> str:
+    """Sample k's time as text for a panel's title ('' where the samples have no time)."""
+    if times is None or k >= len(times):
+        return ""
+    return f" ({str(times[k]).replace('T', ' ')[:16]})"
+
+
+def field_style(*fields) -> dict:
+    """Colour limits from the 1st and 99th percentiles of the fields (a few outliers do not
+    set the scale); a signed field (winds, anomalies) gets a diverging map centred on 0."""
+    import numpy as np
+
+    values = np.concatenate([np.asarray(f, dtype=np.float64).ravel() for f in fields])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return dict(cmap="viridis")
+    low, high = np.percentile(values, [1, 99])
+    if low < 0 < high and min(-low, high) > 0.1 * max(-low, high):
+        spread = max(-low, high)
+        return dict(cmap="RdBu_r", vmin=-spread, vmax=spread)
+    return dict(cmap="viridis", vmin=low, vmax=high if high > low else low + 1e-6)
+
+
+def error_style(*errors) -> dict:
+    """A diverging map centred on 0, its limits the 99th percentile of |error|."""
+    import numpy as np
+
+    values = np.abs(np.concatenate([np.asarray(e, dtype=np.float64).ravel() for e in errors]))
+    values = values[np.isfinite(values)]
+    spread = float(np.percentile(values, 99)) if len(values) else 1.0
+    return dict(cmap="RdBu_r", vmin=-(spread or 1e-6), vmax=spread or 1e-6)
+
+
+def _placement(grid, shape: tuple[int, int]) -> dict:
+    """imshow's extent and origin: north up, on longitudes and latitudes where the grid
+    is regular, on the grid's own rows and columns otherwise."""
+    lat, lon = (grid.lat_axis, grid.lon_axis) if grid is not None else (None, None)
+    if lat is None or lon is None:
+        return dict(origin="lower")
+    north_up = "lower" if lat[-1] >= lat[0] else "upper"
+    extent = (float(lon.min()), float(lon.max()), float(lat.min()), float(lat.max()))
+    return dict(origin=north_up, extent=extent)
+
+
+def _panel(figure, axis, values, style: dict, placement: dict, title: str) -> None:
+    image = axis.imshow(values, aspect="auto", **placement, **style)
+    axis.set_title(title, fontsize=8, loc="left")
+    axis.tick_params(labelsize=6)
+    figure.colorbar(image, ax=axis, fraction=0.03, pad=0.01).ax.tick_params(labelsize=6)
+
+
+def _panel_size(shape: tuple[int, int]) -> tuple[float, float]:
+    """Inches of one map panel: wide fields (a latitude band) wide and low."""
+    height, width = shape
+    if width > 3 * height:
+        return 7.0, max(7.0 * height / width, 0.9) + 0.5
+    return 4.0, 4.0 * height / max(width, 1) + 0.5
+
+
+def reconstruction_panels(
+    predictions: dict[str, torch.Tensor],
+    truth: torch.Tensor,
+    table,
+    data,
+    path: Path,
+    cases: int = 2,
+) -> None:
+    """A file per test case: the observed field with its gaps beside the truth, then each
+    predictor's completed field (observed values kept, gaps filled) beside its error, with
+    the case's date on every panel."""
+    import numpy as np
+
+    plt = _pyplot()
+    picks = np.linspace(0, len(truth) - 1, cases).astype(int)
+    variable = data.targets[0]
+    times = table.coords.get(data.split.dim)
+    placement = _placement(data.grid, tuple(truth.shape[-2:]))
+    width, height = _panel_size(tuple(truth.shape[-2:]))
+    for k, target in zip(picks, case_paths(path, len(picks)), strict=True):
+        observed = table.mask[k, 0].numpy() > 0
+        true_field = truth[k, 0].double().numpy()
+        filled = {}
+        for name, prediction in predictions.items():
+            field = np.where(observed, true_field, prediction[k, 0].double().numpy())
+            filled[name] = np.where(np.isfinite(true_field), field, np.nan)
+        values = field_style(true_field)
+        errors = error_style(*[f - true_field for f in filled.values()])
+        rows = 1 + len(filled)
+        figure, axes = plt.subplots(
+            rows, 2, figsize=(2 * width, rows * height), squeeze=False, constrained_layout=True
+        )
+        when = _date(times, k)
+        _panel(
+            figure,
+            axes[0, 0],
+            np.where(observed, true_field, np.nan),
+            values,
+            placement,
+            f"observed, with gaps{when}",
+        )
+        _panel(figure, axes[0, 1], true_field, values, placement, f"truth{when}")
+        for row, (name, field) in enumerate(filled.items(), start=1):
+            _panel(figure, axes[row, 0], field, values, placement, f"{name}: reconstruction{when}")
+            _panel(
+                figure,
+                axes[row, 1],
+                field - true_field,
+                errors,
+                placement,
+                f"{name}: error ({variable.units}){when}",
+            )
+        figure.suptitle(f"{variable.name} ({variable.units}), test case{when}", fontsize=10)
+        _save(figure, target)
+        plt.close(figure)
+
+
 def field_panels(
     predictions: dict[str, torch.Tensor], truth: torch.Tensor, data, path: Path, cases: int = 2
 ) -> None:
-    """For a few test cases: the truth and every predictor's field (the last target frame
-    of windows), blank where the truth is unknown. Wide fields (a latitude band) are
-    stacked one under another, others side by side."""
+    """A file per test case (those with the most going on): the truth and each
+    predictor's field (the last target frame of windows), each above its error, blank
+    where the truth is unknown, the case's date on every panel. Wide fields (a latitude
+    band) are stacked, a field beside its error."""
     import numpy as np
 
     plt = _pyplot()
     picks = busiest_cases(truth, cases)
-    cases = len(picks)
-    count = 1 + len(predictions)
-    height, width = _last_frame(truth, 0).shape
-    stacked = width > 3 * height
-    rows, columns = (cases * count, 1) if stacked else (cases, count)
-    size = (10, 1.2 + 10 * height / width) if stacked else (3.2, 3.0)
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(size[0] * columns, size[1] * rows),
-        squeeze=False,
-        constrained_layout=True,
-    )
-    axes = axes.reshape(cases, count)
     variable = data.targets[0]
-    for row, k in enumerate(picks):
+    times = data.test.coords.get(data.split.dim)
+    shape = _last_frame(truth, 0).shape
+    placement = _placement(data.grid, shape)
+    width, height = _panel_size(shape)
+    stacked = shape[1] > 3 * shape[0]
+    frame = ", last target frame" if getattr(data, "window", None) else ""
+    for k, target in zip(picks, case_paths(path, len(picks)), strict=True):
         true_field = _last_frame(truth, k)
         unknown = ~np.isfinite(true_field)
-        low, high = np.nanpercentile(true_field, [1, 99.5])
-        panels = [("truth", true_field)] + [
-            (name, np.where(unknown, np.nan, _last_frame(p, k))) for name, p in predictions.items()
-        ]
-        for column, (title, values) in enumerate(panels):
-            axis = axes[row, column]
-            image = axis.imshow(values, origin="lower", cmap="viridis", vmin=low, vmax=high)
-            axis.set_title(title, fontsize=8)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if stacked:
-                figure.colorbar(image, ax=axis, fraction=0.02)
-        if not stacked:
-            figure.colorbar(image, ax=axes[row, -1], fraction=0.05)
-    frame = ", last target frame" if getattr(data, "window", None) else ""
-    figure.suptitle(f"{variable.name} ({variable.units}){frame}", fontsize=10)
-    _save(figure, path)
-    plt.close(figure)
+        fields = {
+            name: np.where(unknown, np.nan, _last_frame(p, k)) for name, p in predictions.items()
+        }
+        values = field_style(true_field, *fields.values())
+        errors = error_style(*[f - true_field for f in fields.values()])
+        count = 1 + len(fields)
+        rows, columns = (count, 2) if stacked else (2, count)
+        figure, axes = plt.subplots(
+            rows,
+            columns,
+            figsize=(columns * width, rows * height),
+            squeeze=False,
+            constrained_layout=True,
+        )
+        axes = axes if stacked else axes.T  # axes[i] = (field, error) of panel pair i
+        when = _date(times, k)
+        _panel(figure, axes[0, 0], true_field, values, placement, f"truth{when}")
+        axes[0, 1].axis("off")
+        for pair, (name, field) in enumerate(fields.items(), start=1):
+            _panel(figure, axes[pair, 0], field, values, placement, f"{name}{when}")
+            error_title = f"{name}: error ({variable.units}){when}"
+            _panel(figure, axes[pair, 1], field - true_field, errors, placement, error_title)
+        figure.suptitle(f"{variable.name} ({variable.units}){frame}, test case{when}", fontsize=10)
+        _save(figure, target)
+        plt.close(figure)
 
 
 def class_map_panels(
     predictions: dict[str, torch.Tensor], truth: torch.Tensor, data, path: Path, cases: int = 2
 ) -> None:
-    """For a few test cases: the true class map and every predictor's."""
+    """For a few test cases (those with the most going on): the true class map and every
+    predictor's, a row per case, its date on every panel."""
     import numpy as np
     from matplotlib.colors import ListedColormap
 
@@ -240,6 +307,8 @@ def class_map_panels(
     picks = busiest_cases(truth, cases)
     cases = len(picks)
     columns = 1 + len(predictions)
+    times = data.test.coords.get(data.split.dim)
+    placement = _placement(data.grid, tuple(truth.shape[-2:]))
     figure, axes = plt.subplots(
         cases, columns, figsize=(3.2 * columns, 3.0 * cases), squeeze=False, constrained_layout=True
     )
@@ -250,8 +319,10 @@ def class_map_panels(
         for column, (title, values) in enumerate(maps):
             axis = axes[row, column]
             shown = np.ma.masked_less(values, 0)
-            image = axis.imshow(shown, origin="lower", cmap=colours, vmin=-0.5, vmax=count - 0.5)
-            axis.set_title(title, fontsize=8)
+            image = axis.imshow(
+                shown, cmap=colours, vmin=-0.5, vmax=count - 0.5, aspect="auto", **placement
+            )
+            axis.set_title(f"{title}{_date(times, k)}", fontsize=8)
             axis.set_xticks([])
             axis.set_yticks([])
     bar = figure.colorbar(image, ax=axes[:, -1], ticks=range(count), fraction=0.05)

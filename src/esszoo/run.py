@@ -179,7 +179,7 @@ def score_rows(
         for name, prediction in predictions.items()
     ]
     headline_losses(rows, task.headline, [model_label])
-    return rows, predictions, table.y
+    return with_units(rows, data), predictions, table.y
 
 
 def _score_blocks(
@@ -214,7 +214,18 @@ def _score_blocks(
         for name, total in scores.items()
     ]
     headline_losses(rows, task.headline, [model_label])
-    return rows, *shown
+    return with_units(rows, data), *shown
+
+
+UNIT_SCORES = ("rmse", "mae", "bias", "area_mean_err")  # scores in the targets' units
+
+
+def with_units(rows: list[dict[str, Any]], data: SplitData) -> list[dict[str, Any]]:
+    """Score rows with the units of their rmse, mae, bias ... (the targets' units)."""
+    units = ", ".join(dict.fromkeys(v.units for v in data.targets if v.units))
+    if data.classes or not units:
+        return rows
+    return [row | {"units": units} for row in rows]
 
 
 def task_inputs(table: Any) -> tuple[torch.Tensor, ...]:
@@ -232,10 +243,12 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     columns = [
         key
         for key in dict.fromkeys(key for row in rows for key in row)
-        if key not in ("split", "samples") and not key.startswith("recall_")
+        if key not in ("split", "samples", "units") and not key.startswith("recall_")
     ]
+    units = next((row["units"] for row in rows if row.get("units")), "")
     for column in columns:
-        table.add_column(column, justify="left" if column == "predictor" else "right")
+        header = f"{column} ({units})" if units and column in UNIT_SCORES else column
+        table.add_column(header, justify="left" if column == "predictor" else "right")
     for row in rows:
         table.add_row(*[_format(row.get(column)) for column in columns])
     Console(width=160).print(table)

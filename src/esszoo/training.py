@@ -7,9 +7,9 @@ early stopping, checkpoints, resumption, and the files a run leaves behind.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -166,11 +166,13 @@ class StopOnNonFinite(Callback):
 
 
 class MetricsHistory(Callback):
-    """Writes metrics.csv after every epoch."""
+    """Writes metrics.csv after every epoch, and with `echo` a line of it to the log (for
+    output that is not a terminal, where a progress bar would leave only its last line)."""
 
-    def __init__(self, path: Path, keep: list[dict[str, Any]]):
+    def __init__(self, path: Path, keep: list[dict[str, Any]], echo: bool = False):
         self.path = path
         self.rows = keep
+        self.echo = echo
         self.started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
@@ -186,6 +188,18 @@ class MetricsHistory(Callback):
         self.rows.append(row)
         if trainer.is_global_zero:
             write_csv(self.rows, self.path)
+            if self.echo:
+                print(epoch_line(row, trainer.max_epochs), flush=True)
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """One epoch of metrics.csv as a line of the log."""
+    losses = "  ".join(
+        f"{key} {row[key]:.4g}" for key in ("train_loss", "val_loss") if row.get(key) is not None
+    )
+    return (
+        f"epoch {row['epoch'] + 1}/{epochs}  {losses}  lr {row['lr']:.3g}  {row['seconds']:.0f} s"
+    )
 
 
 def _read_history(path: Path, before_epoch: int) -> list[dict[str, Any]]:
@@ -258,6 +272,12 @@ def launch_rank() -> int:
     return 0
 
 
+def show_progress_bar(spec: Any) -> bool:
+    """A progress bar on a terminal; a line per epoch where output goes to a file (a batch
+    job's log) or the recipe turns the bar off."""
+    return bool(spec.progress_bar) and sys.stdout.isatty()
+
+
 def _silence_lightning() -> None:
     """Lightning's start-up notes (GPU/TPU availability, tips) are not for esszoo's users."""
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -301,7 +321,7 @@ def make_trainer(
         benchmark=accelerator == "cuda" and not spec.deterministic,
         callbacks=callbacks,
         logger=False,
-        enable_progress_bar=spec.progress_bar,
+        enable_progress_bar=show_progress_bar(spec),
         enable_model_summary=False,
         default_root_dir=run_dir,
         plugins=[AtomicCheckpointIO()],
@@ -346,7 +366,9 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     last = run_dir / LAST_CHECKPOINT
     start_epoch = _checkpoint_epoch(last) if resume else 0
     history = MetricsHistory(
-        run_dir / "metrics.csv", _read_history(run_dir / "metrics.csv", start_epoch)
+        run_dir / "metrics.csv",
+        _read_history(run_dir / "metrics.csv", start_epoch),
+        echo=not show_progress_bar(spec),
     )
     callbacks: list[Callback] = [StopOnNonFinite(run_dir), history]
     if resolve_memory_format(spec.memory_format, fields) == "channels_last":
@@ -363,7 +385,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
         task.load_state_dict(state)
     predictor = task.predictor().cpu().float().eval()
     if not data.classes:  # outputs in physical units: clipped to the targets' bounds
-        predictor.bound(data.targets).set_training_range(*training_range(data))
+        predictor.bound(data.targets).set_training_range(*task.target_range(data))
     # the model is saved before it is scored, so a failing baseline loses nothing
     checkpoint.save(
         predictor,
@@ -381,19 +403,6 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     print(f"run written to {run_dir}")
     print(f"maps and plots: {run_dir / task.plot_file}, {run_dir / 'loss_curve.png'}")
     return run_dir
-
-
-def training_range(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The smallest and largest training target of each output channel, block by block."""
-    low = high = None
-    for table in data.train.blocks():
-        y = table.y.double().transpose(0, 1).flatten(1)  # (C, everything else)
-        finite = torch.isfinite(y)
-        block_low = torch.where(finite, y, math.inf).amin(1)
-        block_high = torch.where(finite, y, -math.inf).amax(1)
-        low = block_low if low is None else torch.minimum(low, block_low)
-        high = block_high if high is None else torch.maximum(high, block_high)
-    return low, high
 
 
 def _checkpoint_epoch(path: Path) -> int:

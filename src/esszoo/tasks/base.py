@@ -37,6 +37,7 @@ from esszoo.errors import DataError
 from esszoo.optim import configure_optimizer
 from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.tasks.logging import EpochMean
+from esszoo.tasks.moments import ChannelMoments
 
 
 class Task(L.LightningModule):
@@ -94,6 +95,14 @@ class Task(L.LightningModule):
         self, predictions: dict[str, torch.Tensor], truth: torch.Tensor, data: SplitData, path: Path
     ) -> None:
         """The run's figure of the test split, for the model and its baselines."""
+
+    def target_range(self, data: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
+        """The smallest and largest training target of each output channel, to count the
+        predictions that leave it (a pass over the training split's blocks)."""
+        moments = ChannelMoments()
+        for table in data.train.blocks():
+            moments.add(table.y)
+        return moments.range()
 
     def label(self, model_name: str) -> str:
         """How the run's model is named in score tables."""

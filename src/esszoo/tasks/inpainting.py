@@ -43,7 +43,7 @@ from esszoo.predictor import Predictor, predict_in_batches
 from esszoo.tasks import infilling, register_task
 from esszoo.tasks.base import Task
 from esszoo.tasks.baselines import calendar_months
-from esszoo.tasks.classification import channel_stats
+from esszoo.tasks.moments import channel_stats
 
 LIU_WEIGHTS = {"valid": 1.0, "hole": 6.0, "tv": 0.1, "perceptual": 0.0, "style": 0.0}
 

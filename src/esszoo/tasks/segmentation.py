@@ -34,10 +34,10 @@ from esszoo.tasks.base import Task
 from esszoo.tasks.baselines import ClassClimatology
 from esszoo.tasks.classification import (
     aux_weight_option,
-    channel_stats,
     class_weights_option,
     confusion_matrix,
 )
+from esszoo.tasks.moments import channel_stats
 
 
 class SegmentationOptions(TaskOptions):

@@ -42,7 +42,7 @@ from esszoo.predictor import Predictor, predict_in_batches
 from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
 from esszoo.tasks.baselines import Climatology, PointRegression
-from esszoo.tasks.classification import ChannelMoments
+from esszoo.tasks.moments import ChannelMoments
 
 
 def area_weights(weights: np.ndarray | None, like: torch.Tensor) -> torch.Tensor:
@@ -75,6 +75,10 @@ class TranslationTask(Task):
         super().__init__(net, spec, trainer)
         self.fitted: FittedBaselines | None = None  # the baselines, fitted with the stats
 
+    def target_range(self, data: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
+        """Found in the pass that fixed the statistics (data on disk are read once)."""
+        return self.target_low, self.target_high
+
     @classmethod
     def data_kind(cls, data: dict[str, Any]) -> str:
         """Fields left on disk (data.stream: true), windows of frames (data.window), or
@@ -103,6 +107,7 @@ class TranslationTask(Task):
                 "check the variables over the training period, or move the split",
             )
         (input_mean, input_std), (output_mean, output_std) = inputs.result(), outputs.result()
+        self.target_low, self.target_high = outputs.range()
         self.stats = {
             "input_mean": input_mean,
             "input_std": input_std,
