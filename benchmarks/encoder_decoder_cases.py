@@ -1,5 +1,9 @@
 """Encoder-decoders on real data, each beside its baselines (test split scores).
 
+Every table holds the baselines of its task (the training climatology among them; for
+translation, linear regressions pooled over the points and fitted at each point) and
+names, for the model, the baselines that beat it on the task's headline score.
+
 - Inpainting (the flagship, recipes/inpaint_ostia.yaml): OSTIA monthly SST 5S-5N with
   real gap patterns (NEMO coasts, SEVIRI cold clouds) laid over the ocean; scores on the
   hidden points of the last 8 months (each under 4 patterns) in K; the error of the
@@ -47,11 +51,14 @@ def run() -> str:
                 rows = list(csv.DictReader(handle))
             with open(run_dir / "metrics.csv") as handle:
                 epochs = len(list(csv.DictReader(handle)))
-            body = [[row["predictor"], *(float(row[c]) for c in columns)] for row in rows]
+            body = [
+                [row["predictor"], *(float(row[c]) for c in columns), row.get("loses_to", "")]
+                for row in rows
+            ]
             figure = keep_figure(panel(run_dir), name)
             sections.append(
                 f"{name} ({epochs} epochs, {rows[0]['samples']} test samples)\n\n"
-                + table(["predictor", *columns], body)
+                + table(["predictor", *columns, "loses to"], body)
                 + f"\n\n![{name}: test cases]({figure.relative_to(ROOT)})"
             )
     return "\n\n".join(sections)

@@ -113,7 +113,7 @@ def test_volume_to_volume_nowcast_beside_persistence(tmp_path):
     names = [row["predictor"] for row in rows]
     assert names == [
         "unet3d",
-        "baseline: climatology (calendar month)",
+        "baseline: climatology (training mean)",
         "baseline: linear regression (pooled)",
         "baseline: linear regression (per point)",
         "baseline: persistence",
@@ -167,7 +167,7 @@ def test_one_variable_from_another_at_the_same_time(tmp_path):
     rows = {row["predictor"]: row for row in rows}
     assert list(rows) == [
         "unet",
-        "baseline: climatology (calendar month)",
+        "baseline: climatology (training mean)",
         "baseline: linear regression (pooled)",
         "baseline: linear regression (per point)",
     ]
@@ -184,7 +184,7 @@ def test_an_autoencoder_is_compared_with_as_many_eofs_as_its_code_has_numbers(tm
     # code: 1 channel on a grid 4 times coarser, 4 x 5 = 20 numbers; 30 training fields
     assert [row["predictor"] for row in rows] == [
         "autoencoder",
-        "baseline: climatology (calendar month)",
+        "baseline: climatology (training mean)",
         "baseline: EOF truncation (20 modes)",
     ]
 
@@ -215,7 +215,7 @@ def test_volumes_of_levels_go_to_volume_networks(tmp_path):
     rows = train_pairs(tmp_path, {"name": "unet3d", "width": 2}, {"targets": ["sensor"]})
     assert [row["predictor"] for row in rows][:3] == [
         "unet3d",
-        "baseline: climatology (calendar month)",
+        "baseline: climatology (training mean)",
         "baseline: linear regression (pooled)",
     ]
 

@@ -72,8 +72,14 @@ class Climatology:
         return self
 
     @property
+    def monthly(self) -> bool:
+        """Whether the training split spans more than one calendar month (with one, the
+        monthly climatology is the training mean)."""
+        return self.by_month and len(self.sums) > 2
+
+    @property
     def name(self) -> str:
-        return "climatology (calendar month)" if self.by_month else "climatology (training mean)"
+        return "climatology (calendar month)" if self.monthly else "climatology (training mean)"
 
     def fields(self) -> dict[int, torch.Tensor]:
         """The mean field of each month, and of all months, with the fallbacks applied."""
@@ -95,7 +101,7 @@ class Climatology:
         fields = self.fields()
 
         def predict(table: Table) -> torch.Tensor:
-            months = calendar_months(_sample_times(table, self.dim)) if self.by_month else None
+            months = calendar_months(_sample_times(table, self.dim)) if self.monthly else None
             keys = months if months is not None else np.zeros(len(table), int)
             stacked = [fields.get(int(m), fields[ALL_MONTHS]) for m in keys]
             return torch.stack(stacked).reshape(table.y.shape).float()
@@ -129,14 +135,19 @@ class ClassClimatology:
         return self
 
     @property
+    def monthly(self) -> bool:
+        """Whether the training split spans more than one calendar month."""
+        return self.by_month and len(self.counts) > 2
+
+    @property
     def name(self) -> str:
-        return "climatology (calendar month)" if self.by_month else "climatology (training mode)"
+        return "climatology (calendar month)" if self.monthly else "climatology (training mode)"
 
     def predictor(self) -> Callable[[Table], torch.Tensor]:
         commonest = {month: counts.argmax(-1) for month, counts in self.counts.items()}
 
         def predict(table: Table) -> torch.Tensor:
-            months = calendar_months(_sample_times(table, self.dim)) if self.by_month else None
+            months = calendar_months(_sample_times(table, self.dim)) if self.monthly else None
             keys = months if months is not None else np.zeros(len(table), int)
             classes = torch.stack([commonest.get(int(m), commonest[ALL_MONTHS]) for m in keys])
             logits = torch.nn.functional.one_hot(classes, self.classes).float()

@@ -141,7 +141,7 @@ class ClassificationTask(Task):
 
         found = {f"majority class ({data.classes[majority]})": predict}
         climatology = ClassClimatology(data.split.dim, count).add(data.train)
-        if climatology.by_month:  # without dates it is the majority class again
+        if climatology.monthly:  # within one month it is the majority class again
             found[climatology.name] = climatology.predictor()
         return found
 

@@ -188,8 +188,9 @@ class InpaintingTask(Task):
     # -- evaluation ------------------------------------------------------------------------
 
     def baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
-        by_month = calendar_months(data.train.coords.get(data.split.dim)) is not None
-        climatology = "climatology (calendar month)" if by_month else "climatology (training mean)"
+        months = calendar_months(data.train.coords.get(data.split.dim))
+        monthly = months is not None and len(set(months.tolist())) > 1
+        climatology = "climatology (calendar month)" if monthly else "climatology (training mean)"
         return {
             climatology: infilling.climatology(data, data.split.dim),
             "nearest interpolation": infilling.interpolation(data, "nearest"),
