@@ -228,3 +228,18 @@ def test_many_netcdf_files_by_pattern_read_as_one(tmp_path, station_file):
     combined = open_source(str(tmp_path / "parts" / "stations_*.nc"))
     assert combined["tas"].chunks is not None  # lazy, through dask
     xr.testing.assert_identical(combined.load(), whole)
+
+
+def test_grib_without_cfgrib_is_one_clear_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    from esszoo.data.source import open_source
+
+    path = tmp_path / "forecast.grib2"
+    path.write_bytes(b"GRIB" + b"\x00" * 60)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "cfgrib" else real(name, *a)
+    )
+    with pytest.raises(DataError, match="cfgrib is not installed; pip install cfgrib eccodes"):
+        open_source(path)

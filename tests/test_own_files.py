@@ -131,19 +131,43 @@ def test_the_same_sst_points_in_another_form_give_the_same_predictions(runs, ost
     same(expected, to_original(predicted, names))
 
 
+RADAR_FORMS = {  # a regional grid does not wrap: its points reordered are flips and transposes
+    "rows upside down": lambda ds: ds.isel(y=slice(None, None, -1)),
+    "columns mirrored": lambda ds: ds.isel(x=slice(None, None, -1)),
+    "both flipped": lambda ds: ds.isel(y=slice(None, None, -1), x=slice(None, None, -1)),
+    "transposed": lambda ds: ds.transpose("time", "x", "y"),
+}
+
+
 @pytest.mark.parametrize("task", ["segmentation", "classification"])
-def test_a_radar_grid_stored_upside_down_gives_the_same_predictions(runs, radar, task):
+@pytest.mark.parametrize("form", sorted(RADAR_FORMS))
+def test_a_radar_grid_in_another_order_gives_the_same_predictions(runs, radar, task, form):
     expected = esszoo.predict(runs[task], radar)
-    flipped = esszoo.predict(runs[task], radar.isel(y=slice(None, None, -1)))
-    same(expected, flipped.isel(y=slice(None, None, -1)) if "y" in flipped.dims else flipped)
+    reworked = RADAR_FORMS[form](radar)
+    predicted = esszoo.predict(runs[task], reworked)
+    spatial = [d for d in ("y", "x") if d in predicted.dims]  # classification has none
+    for name in predicted.data_vars:  # written back in the data's own order
+        assert [d for d in predicted[name].dims if d in spatial] == [
+            d for d in reworked["rainfall_amount"].dims if d in spatial
+        ]
+    if spatial and form != "transposed":
+        predicted = RADAR_FORMS[form](predicted)  # a flip undone is the original order
+    same(expected, predicted)
 
 
-def test_another_grid_is_refused_in_one_line_or_regridded_when_asked(runs, ostia):
+def test_another_grid_is_refused_in_one_line_or_regridded_when_asked(runs, ostia, tmp_path, capsys):
     coarse = ostia.coarsen(lon=2).mean()
     with pytest.raises(DataError, match=r"grid differs.*'lon'.*216 points.*432 points"):
         esszoo.predict(runs["inpainting"], coarse)
     regridded = esszoo.predict(runs["translation"], coarse, regrid=True)
     assert regridded.sizes["lon"] == 432  # on the model's grid
+    coarse.to_netcdf(tmp_path / "coarse.nc")
+    args = ["predict", runs["translation"].path, "--data", tmp_path / "coarse.nc"]
+    status, _, err = run_cli([*args, "--out", tmp_path / "a.nc"], capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "--regrid" in err
+    assert not (tmp_path / "a.nc").exists()
+    status, _, err = run_cli([*args, "--out", tmp_path / "b.nc", "--regrid"], capsys)
+    assert status == 0 and xr.open_dataset(tmp_path / "b.nc").sizes["lon"] == 432, err
 
 
 def test_a_year_zero_climatology_is_read_and_written_back_as_it_was(runs, ostia, tmp_path, capsys):

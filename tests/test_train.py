@@ -336,3 +336,31 @@ def test_a_log_that_is_not_a_terminal_gets_a_line_per_epoch_and_scores_with_unit
     assert "rmse (kg m-2)" in out  # the table's scores carry the target's units
     rows = read_csv(Path(tiny_recipe).parent / "runs" / "logged" / "scores.csv")
     assert {row["units"] for row in rows} == {"kg m-2"}
+
+
+def test_bounds_clip_the_outputs_and_predict_counts_what_they_clipped(
+    tmp_path, station_file, capsys
+):
+    recipe = tiny_recipe_dict(tmp_path / "runs", name="bounded")
+    recipe["data"]["bounds"] = {"pr": {"min": 0.0}}  # precipitation cannot be negative
+    run_dir = train(write_recipe(tmp_path / "bounded.yaml", recipe))
+    rows = {row["predictor"]: row for row in read_csv(run_dir / "scores.csv")}
+    assert float(rows["mlp"]["neg_frac"]) == 0.0  # the linear baseline has no such bound
+    assert json.loads((run_dir / "model.json").read_text())["outputs"][0]["valid_min"] == 0.0
+    predicted = xr.open_dataset(predict_file(run_dir, station_file, tmp_path / "p.nc"))
+    assert float(predicted["pr"].min()) >= 0.0 and predicted["pr"].attrs["valid_min"] == 0.0
+    clipped = predicted["pr"].attrs["esszoo_below_bounds"]
+    assert clipped > 0 and f"{clipped} below bounds" in capsys.readouterr().out
+    assert "esszoo_above_training_range" in predicted["pr"].attrs
+
+
+def test_values_outside_a_cf_valid_range_are_missing(trained_run, station_file, tmp_path):
+    dataset = xr.open_dataset(station_file).load()
+    threshold = float(dataset["tas"].median())
+    dataset["tas"].attrs["valid_max"] = threshold  # say that warmer hours are not valid
+    path = tmp_path / "valid.nc"
+    dataset.to_netcdf(path)
+    predicted = xr.open_dataset(predict_file(trained_run, path, tmp_path / "p.nc"))
+    warm = dataset["tas"].values > threshold
+    assert warm.any() and np.isnan(predicted["pr"].values[warm]).all()
+    assert np.isfinite(predicted["pr"].values[~warm]).all()

@@ -36,6 +36,7 @@ FORMAT_VERSION = 2  # 1: normalization statistics as JSON lists (still read)
 WEIGHTS = "model.safetensors"
 DESCRIPTION = "model.json"
 EXTRA = "esszoo."  # prefix of the tensors that are not the network's weights
+# the Predictor's tensors: normalization, physical bounds, range of the training targets
 STATISTICS = (
     "input_mean",
     "input_std",
@@ -43,6 +44,8 @@ STATISTICS = (
     "output_std",
     "output_lower",
     "output_upper",
+    "output_min",
+    "output_max",
 )
 
 

@@ -221,12 +221,15 @@ def predict(
     run: Annotated[Path, typer.Argument(help="run directory")],
     data: Annotated[str, typer.Option(help="NetCDF, Zarr or CSV file, or a built-in data set")],
     out: Annotated[Path, typer.Option(help="NetCDF file to write")],
+    regrid: Annotated[
+        bool, typer.Option(help="interpolate data on another grid to the model's grid")
+    ] = False,
 ) -> None:
     """Apply a run's model to data; write CF-NetCDF with the coordinates intact."""
     _quiet()
     from esszoo.prediction import predict_file
 
-    print(f"wrote {predict_file(run, data, out)}")
+    print(f"wrote {predict_file(run, data, out, regrid=regrid)}")
 
 
 @app.command()

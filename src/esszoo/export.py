@@ -111,6 +111,15 @@ def _torchscript(
     traced.save(str(path), _extra_files={"esszoo.json": json.dumps(variables)})
 
 
+def _drop_empty_buffers(module: torch.nn.Module) -> None:
+    """Buffers registered as None (a bound that a run does not have) become plain None
+    attributes: torch.export (2.13) miscounts its inputs when one precedes a tensor."""
+    for part in module.modules():
+        for name in [name for name, value in part._buffers.items() if value is None]:
+            del part._buffers[name]
+            setattr(part, name, None)
+
+
 def _onnx(
     module: torch.nn.Module,
     description: dict,
@@ -119,6 +128,7 @@ def _onnx(
 ) -> None:
     inputs = _batch(x, 2)
     names = list(INPUT_NAMES[: len(inputs)])
+    _drop_empty_buffers(module)
     shapes = {name: {0: torch.export.Dim.DYNAMIC} for name in names}
     program = torch.export.export(module, inputs, dynamic_shapes=shapes)
     onnx_program = torch.onnx.export(program, input_names=names, output_names=["y"], verbose=False)

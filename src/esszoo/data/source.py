@@ -15,8 +15,11 @@ calendar. GRIB forecasts become a time series along their valid time.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +158,18 @@ def for_writing(dataset: xr.Dataset) -> xr.Dataset:
     return dataset
 
 
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """A library's log records below CRITICAL kept out of the user's terminal."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _open_grib(path: Path) -> xr.Dataset:
     """A GRIB file through cfgrib (no index file is written beside it). A forecast's
     steps, or an analysis' reference times, become the time axis along `valid_time`."""
@@ -166,7 +181,8 @@ def _open_grib(path: Path) -> xr.Dataset:
             "pip install cfgrib eccodes",
         )
     try:
-        dataset = xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
+        with _quiet("cfgrib"):  # it logs a traceback per corrupt message; one line says it
+            dataset = xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""})
     except (RuntimeError, ImportError) as error:
         if "eccodes" in str(error).lower():
             raise DataError(
