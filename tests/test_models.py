@@ -54,6 +54,8 @@ DENSE_TASKS = ("segmentation", "translation", "inpainting", "compression")
 def expected_shape(name: str, x: torch.Tensor) -> tuple[int, ...]:
     """What a model of this card's task returns for input `x`."""
     tasks = esszoo.model_card(name).tasks
+    if "forecasting" in tasks:  # the next steps of a series: (batch, horizon, channels)
+        return (x.shape[0], esszoo.model_card(name).small["horizon"], output_channels(name))
     dense = any(t in tasks for t in DENSE_TASKS)
     if dense:
         return (x.shape[0], output_channels(name), *x.shape[2:])

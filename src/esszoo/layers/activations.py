@@ -18,12 +18,15 @@ _ACTIVATIONS = {
 
 
 def activation_layer(name: str) -> nn.Module:
-    """A new activation module from its name; ``"leaky_relu:0.3"`` sets the negative slope."""
+    """A new activation module from its name; ``"leaky_relu:0.3"`` sets the negative slope,
+    ``"gelu:tanh"`` is GELU's tanh approximation (as GPT-2 computes it)."""
     base, _, argument = name.partition(":")
     if base not in _ACTIVATIONS:
         raise ModelError(f"unknown activation '{name}'", choices_hint(base, _ACTIVATIONS))
     if not argument:
         return _ACTIVATIONS[base]()
+    if base == "gelu" and argument == "tanh":
+        return nn.GELU(approximate="tanh")
     if base != "leaky_relu":
         raise ModelError(f"activation '{base}' takes no argument (got '{name}')")
     try:

@@ -29,3 +29,18 @@ def check_grid(x: torch.Tensor, min_size: tuple[int, ...], model: str) -> None:
             "pad or interpolate the grid to that size, or choose a model with fewer "
             "downsampling stages",
         )
+
+
+def check_series(x: torch.Tensor, context: int, model: str) -> None:
+    """Raise a clear error unless `x` is (batch, time, channels) with at most `context`
+    time steps (the positions a sequence model was built for)."""
+    if x.dim() != 3:
+        raise ModelError(
+            f"{model} takes series (batch, time, channels), got shape {tuple(x.shape)}",
+            "add or remove dimensions (x.unsqueeze / x.squeeze)",
+        )
+    if x.shape[1] > context:
+        raise ModelError(
+            f"{model} sees at most {context} steps (its context), got {x.shape[1]}",
+            "shorten the window or build the model with a larger context",
+        )

@@ -1,0 +1,114 @@
+"""Attention, once for the zoo: the Transformer's scaled dot-product attention over several
+heads (Vaswani et al. 2017) and the additive attention of Bahdanau, Cho & Bengio (2015).
+
+Shapes follow the batch-first convention of the sequence models: queries (batch, Tq, width),
+keys and values (batch, Tk, width). DETR (Carion et al. 2020) adds positional encodings to
+the queries and keys but not to the values, so the three inputs are given apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (Vaswani et al. 2017, section 3.2.2):
+    MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O, head_i = Attention(Q W_i^Q, K W_i^K,
+    V W_i^V), with Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V (eq. 1), d_k = width / h.
+
+    The h projections of each of Q, K and V are one ``width x width`` linear layer, split into
+    heads after it (the same parameters as h separate ones of width / h).
+    """
+
+    def __init__(self, width: int, heads: int, *, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"attention width {width} is not a multiple of {heads} heads")
+        self.heads = heads
+        self.dropout = dropout
+        self.query = nn.Linear(width, width, bias=bias)
+        self.key = nn.Linear(width, width, bias=bias)
+        self.value = nn.Linear(width, width, bias=bias)
+        self.out = nn.Linear(width, width, bias=bias)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        # (batch, T, width) -> (batch, heads, T, width / heads)
+        batch, length, width = x.shape
+        return x.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        *,
+        causal: bool = False,
+        padding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attend from `query` to `key` and `value` (self-attention where they are not
+        given). ``causal``: position i sees positions <= i only (a decoder's mask, section
+        3.2.3); ``padding``: (batch, Tk), True at keys to ignore."""
+        key = query if key is None else key
+        value = key if value is None else value
+        batch, length, width = query.shape
+        q, k, v = (
+            self._split(self.query(query)),
+            self._split(self.key(key)),
+            self._split(self.value(value)),
+        )
+        mask = None
+        if padding is not None:
+            mask = ~padding[:, None, None, :]  # (batch, 1, 1, Tk), True where attended
+        if causal:
+            seen = torch.ones(length, k.shape[2], dtype=torch.bool, device=q.device).tril()
+            mask = seen if mask is None else mask & seen
+        # softmax(q k^T / sqrt(d_k)) v: (batch, heads, Tq, width / heads)
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(attended.transpose(1, 2).reshape(batch, length, width))
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau, Cho & Bengio (2015), section 3.1 and appendix A.1.2: the alignment model
+    e_ij = v_a^T tanh(W_a s_{i-1} + U_a h_j) scores each encoder state h_j against the
+    decoder's previous state s_{i-1}; the context c_i = sum_j softmax_j(e_ij) h_j."""
+
+    def __init__(self, query_width: int, key_width: int, width: int):
+        super().__init__()
+        self.query = nn.Linear(query_width, width, bias=False)  # W_a
+        self.key = nn.Linear(key_width, width)  # U_a (the bias of the sum lives here)
+        self.score = nn.Linear(width, 1, bias=False)  # v_a
+
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, projected_keys: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context (batch, key_width) and weights (batch, T) for one decoder state `query`
+        (batch, query_width) over `keys` (batch, T, key_width). U_a h_j does not change
+        while decoding: pass it once computed as `projected_keys` (see `project`)."""
+        projected = self.project(keys) if projected_keys is None else projected_keys
+        energy = self.score(torch.tanh(self.query(query)[:, None, :] + projected))  # (batch, T, 1)
+        weights = torch.softmax(energy.squeeze(-1), dim=-1)  # alpha_ij: (batch, T)
+        context = torch.bmm(weights[:, None, :], keys).squeeze(1)  # (batch, key_width)
+        return context, weights
+
+    def project(self, keys: torch.Tensor) -> torch.Tensor:
+        """U_a h_j for every encoder state: (batch, T, width)."""
+        return self.key(keys)
+
+
+def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
+    """The fixed positional encodings of Vaswani et al. 2017, section 3.5:
+    PE(pos, 2i) = sin(pos / 10000^(2i/width)), PE(pos, 2i+1) = cos(...), as (length, width)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(
+        torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width)
+    )
+    encoding = torch.zeros(length, width)
+    encoding[:, 0::2] = torch.sin(position * frequency)
+    encoding[:, 1::2] = torch.cos(position * frequency[: width // 2])
+    return encoding
