@@ -53,7 +53,7 @@ class QuantileTask(Task):
     data_kinds = ("table",)
 
     @staticmethod
-    def model_shape(data, takes_mask=False):
+    def model_shape(data, takes_mask=False, options=None):
         return {"in_channels": len(data.inputs), "out_channels": len(data.targets)}
 
     def prepare(self, data):

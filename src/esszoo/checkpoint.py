@@ -111,6 +111,8 @@ def save(
             "statistics": {name: list(value.shape) for name, value in statistics.items()},
             "fill_missing": predictor.fill_missing,
             "mask_channels": predictor.mask_channels,
+            "channels_last": predictor.channels_last,
+            "distribution": predictor.distribution,
         },
         "tensors": sorted(extra),
         "base": {"physics": predictor.base, "columns": predictor.base_columns},
@@ -208,6 +210,8 @@ def load(path: str | Path) -> Predictor:
         base_columns=base.get("columns") or (),
         fill_missing=bool(normalization.get("fill_missing", False)),
         mask_channels=bool(normalization.get("mask_channels", False)),
+        channels_last=bool(normalization.get("channels_last", False)),
+        distribution=normalization.get("distribution"),
     )
     predictor.description = record
     predictor.tensors = extra  # the grid's coordinates, ... (without the prefix)

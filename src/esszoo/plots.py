@@ -329,3 +329,74 @@ def class_map_panels(
     bar.ax.set_yticklabels(data.classes)
     _save(figure, path)
     plt.close(figure)
+
+
+def forecast_panels(forecasts: dict, truth: torch.Tensor, times, label: str, path: Path) -> None:
+    """The test split's forecasts of the first series' first target, at the first and the
+    last lead, against the truth: one row per lead, one line per predictor, the model's
+    central 50% and 90% intervals shaded where it has them."""
+    import numpy as np
+
+    plt = _pyplot()
+    leads = sorted({0, truth.shape[1] - 1})
+    figure, axes = plt.subplots(len(leads), 1, figsize=(11, 3.4 * len(leads)), squeeze=False)
+    count = min(len(truth), 400)  # the first stretch of the test split, readable
+    for axis, lead in zip(axes[:, 0], leads, strict=True):
+        when = np.asarray(times)[:count, lead] if times is not None else np.arange(count)
+        axis.plot(when, truth[:count, lead, 0], color="black", linewidth=1.4, label="truth")
+        for index, (name, forecast) in enumerate(forecasts.items()):
+            style = {"linewidth": 1.2} if index == 0 else {"linewidth": 0.8, "alpha": 0.8}
+            axis.plot(when, forecast.center[:count, lead, 0], label=name, **style)
+            if index == 0 and forecast.probabilistic:
+                for low, high, alpha in ((0.05, 0.95, 0.15), (0.25, 0.75, 0.3)):
+                    lower, upper = forecast.quantile(low), forecast.quantile(high)
+                    if lower is not None and upper is not None:
+                        axis.fill_between(
+                            when,
+                            lower[:count, lead, 0],
+                            upper[:count, lead, 0],
+                            alpha=alpha,
+                            color="tab:blue",
+                            linewidth=0,
+                        )
+        axis.set_title(f"lead {lead + 1}: forecasts valid at each time")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8, ncol=3, loc="lower left", bbox_to_anchor=(0, 1.1))
+    _save(figure, path)
+    plt.close(figure)
+
+
+def skill_by_lead(rows: list[dict], label: str, path: Path) -> None:
+    """RMSE and CRPS against lead time, one line per predictor."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    names = list(dict.fromkeys(row["predictor"] for row in rows))
+    for score, axis in zip(("rmse", "crps"), axes, strict=True):
+        for name in names:
+            mine = [row for row in rows if row["predictor"] == name]
+            axis.plot([r["lead"] for r in mine], [r[score] for r in mine], marker="o", label=name)
+        axis.set_xlabel("lead (steps)")
+        axis.set_ylabel(f"{score.upper()} ({label})")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    _save(figure, path)
+    plt.close(figure)
+
+
+def reliability(curves: dict[str, list[tuple[float, float]]], path: Path) -> None:
+    """Observed frequency of the truth below each forecast quantile against the quantile's
+    level: on the diagonal a forecast is calibrated; below it, too high."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.6, 4.6))
+    axis.plot([0, 1], [0, 1], color="black", linewidth=0.8)
+    for name, points in curves.items():
+        levels, observed = zip(*points, strict=True)
+        axis.plot(levels, observed, marker="o", label=name)
+    axis.set_xlabel("forecast quantile level")
+    axis.set_ylabel("observed frequency below it")
+    axis.set_title("reliability")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    _save(figure, path)
+    plt.close(figure)

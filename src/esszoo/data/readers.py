@@ -82,3 +82,110 @@ def read_nemo(paths: list[Path]) -> xr.Dataset:
     times = pd.to_datetime(["2015-01-16", "2015-02-15", "2015-03-16"][: len(paths)])
     coords = {"time": times, "nav_lat": months[0]["nav_lat"], "nav_lon": months[0]["nav_lon"]}
     return xr.Dataset({"tos": sst.drop_vars(["nav_lat", "nav_lon"])}, coords=coords)
+
+
+def _csv(path: Path, **options) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **options)
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        raise DataError(f"cannot read {path} as CSV ({error})") from None
+
+
+def _series(times: pd.DatetimeIndex, variables: dict[str, tuple[np.ndarray, dict]]) -> xr.Dataset:
+    return xr.Dataset(
+        {
+            name: ("time", values.astype(np.float32), attrs)
+            for name, (values, attrs) in variables.items()
+        },
+        coords={"time": ("time", times, {"standard_name": "time", "axis": "T"})},
+    )
+
+
+def read_nino12(paths: list[Path]) -> xr.Dataset:
+    """Nino 1+2 SST, a year per row (YEAR, JAN..DEC), as one monthly series."""
+    table = _csv(paths[0])
+    months = table.columns[1:]
+    values = table[months].to_numpy(dtype=float).ravel()
+    times = pd.date_range(f"{int(table['YEAR'].iloc[0])}-01-01", periods=len(values), freq="MS")
+    attrs = {
+        "units": "degC",
+        "standard_name": "sea_surface_temperature",
+        "long_name": "monthly mean SST of the Nino 1+2 region (0-10S, 90-80W)",
+    }
+    return _series(times, {"sst": (values, attrs)})
+
+
+def read_co2(paths: list[Path]) -> xr.Dataset:
+    """Weekly Mauna Loa CO2 (date YYYYMMDD, ppm; blank weeks missing)."""
+    table = _csv(paths[0])
+    times = pd.to_datetime(table["date"].astype(str), format="%Y%m%d")
+    attrs = {
+        "units": "ppm",
+        "standard_name": "mole_fraction_of_carbon_dioxide_in_air",
+        "long_name": "weekly mean CO2 at Mauna Loa Observatory",
+    }
+    return _series(pd.DatetimeIndex(times), {"co2": (table["co2"].to_numpy(float), attrs)})
+
+
+def read_oni(paths: list[Path]) -> xr.Dataset:
+    """Monthly Nino 3.4 SST, its anomaly, and the ONI (its 3-month running mean)."""
+    table = _csv(paths[0])
+    times = pd.to_datetime({"year": table["YEAR"], "month": table["MON/MMM"], "day": 1})
+    degrees = {"units": "degC"}
+    return _series(
+        pd.DatetimeIndex(times),
+        {
+            "nino34": (
+                table["NINO34_MEAN"].to_numpy(float),
+                degrees
+                | {
+                    "standard_name": "sea_surface_temperature",
+                    "long_name": "monthly mean SST of the Nino 3.4 region (5N-5S, 170-120W)",
+                },
+            ),
+            "nino34_anomaly": (
+                table["NINO34_ANOM"].to_numpy(float),
+                degrees | {"long_name": "Nino 3.4 SST anomaly from its 30-year climatology"},
+            ),
+            "oni": (
+                table["ONI"].to_numpy(float),
+                degrees | {"long_name": "Oceanic Nino Index (3-month mean Nino 3.4 anomaly)"},
+            ),
+        },
+    )
+
+
+def read_soi(paths: list[Path]) -> xr.Dataset:
+    """The monthly SOI (Date YYYYMM, a title line above the header)."""
+    table = _csv(paths[0], header=1)
+    times = pd.to_datetime(table["Date"].astype(str), format="%Y%m")
+    attrs = {"units": "1", "long_name": "Southern Oscillation Index (standardized)"}
+    return _series(pd.DatetimeIndex(times), {"soi": (table["Value"].to_numpy(float), attrs)})
+
+
+def read_hadcrut5(paths: list[Path]) -> xr.Dataset:
+    """HadCRUT5 global annual anomaly and its 95% confidence limits (time: mid-year)."""
+    table = _csv(paths[0])
+    times = pd.to_datetime({"year": table["Time"], "month": 7, "day": 1})
+    degrees = {"units": "degC"}
+    columns = table.columns
+    return _series(
+        pd.DatetimeIndex(times),
+        {
+            "tas_anomaly": (
+                table[columns[1]].to_numpy(float),
+                degrees
+                | {
+                    "long_name": "global mean near-surface temperature anomaly from 1961-1990",
+                },
+            ),
+            "tas_anomaly_lower": (
+                table[columns[2]].to_numpy(float),
+                degrees | {"long_name": "lower limit of the 95% confidence interval"},
+            ),
+            "tas_anomaly_upper": (
+                table[columns[3]].to_numpy(float),
+                degrees | {"long_name": "upper limit of the 95% confidence interval"},
+            ),
+        },
+    )

@@ -19,6 +19,7 @@ BUILTIN_MODULES = (
     "esszoo.tasks.segmentation",
     "esszoo.tasks.translation",
     "esszoo.tasks.inpainting",
+    "esszoo.tasks.forecasting",
 )
 DEFAULT_TASK = "regression"
 

@@ -5,7 +5,7 @@ A task is one file: a `Task` subclass registered with `esszoo.tasks.register_tas
 - ``name``, and ``Options``: the options of its recipe section (a `TaskOptions` subclass);
 - ``data_kinds``: the data kinds it learns from (`esszoo.data.kinds`), and `data_kind`
   to say which one a recipe's data section asks for (the first, unless overridden);
-- `model_shape`: the constructor arguments the data fix (``in_channels``, ...);
+- `model_shape`: the constructor arguments the data and the options fix (``in_channels``, ...);
 - `prepare`: normalization from the training split, and each split's batch tensors;
 - `batch_loss`: the loss of one batch (training and validation steps call it);
 - `predictor`: the network in physical units (what is saved, exported and predicted with);
@@ -33,6 +33,7 @@ import xarray as xr
 from torch import nn
 
 from esszoo.data.dataset import SplitData, Table
+from esszoo.data.variables import Variable
 from esszoo.errors import DataError
 from esszoo.optim import configure_optimizer
 from esszoo.options import TaskOptions, TrainerOptions
@@ -66,8 +67,11 @@ class Task(L.LightningModule):
         return cls.data_kinds[0]
 
     @staticmethod
-    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
-        """The zoo constructor arguments that the data fix."""
+    def model_shape(
+        data: SplitData, takes_mask: bool = False, options: Any = None
+    ) -> dict[str, int]:
+        """The zoo constructor arguments that the data (and the task's `options`, its
+        recipe section, where the outputs depend on them) fix."""
         raise NotImplementedError
 
     def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
@@ -113,6 +117,13 @@ class Task(L.LightningModule):
         """The module `esszoo export` writes: the predictor itself, unless the task's model
         takes more than the data (a mask, ...) and needs a wrapper that makes it."""
         return predictor
+
+    @classmethod
+    def data_inputs(cls, description: dict[str, Any]) -> list[Variable]:
+        """The variables new data must hold for `esszoo predict` (each once: windows of
+        frames take one variable as several channels)."""
+        inputs = [Variable.from_dict(v) for v in description.get("inputs", [])]
+        return list({v.name: v for v in inputs}.values())
 
     @classmethod
     def predictions(

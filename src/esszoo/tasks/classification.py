@@ -74,7 +74,9 @@ class ClassificationTask(Task):
     # -- data ------------------------------------------------------------------------------
 
     @staticmethod
-    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
+    def model_shape(
+        data: SplitData, takes_mask: bool = False, options: Any = None
+    ) -> dict[str, int]:
         """The zoo constructor arguments that the data fix."""
         return {"in_channels": len(data.inputs), "num_classes": len(data.classes)}
 

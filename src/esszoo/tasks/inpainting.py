@@ -119,7 +119,9 @@ class InpaintingTask(Task):
     # -- data ------------------------------------------------------------------------------
 
     @staticmethod
-    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
+    def model_shape(
+        data: SplitData, takes_mask: bool = False, options: Any = None
+    ) -> dict[str, int]:
         """A model without a mask argument gets the mask as extra input channels."""
         channels = len(data.inputs)
         return {"in_channels": channels if takes_mask else 2 * channels, "out_channels": channels}

@@ -93,7 +93,9 @@ class RegressionTask(Task):
     # -- data ------------------------------------------------------------------------------
 
     @staticmethod
-    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
+    def model_shape(
+        data: SplitData, takes_mask: bool = False, options: Any = None
+    ) -> dict[str, int]:
         """The zoo constructor arguments that the data fix."""
         return {"in_channels": len(data.inputs), "out_channels": len(data.targets)}
 

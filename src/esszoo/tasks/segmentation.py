@@ -67,7 +67,9 @@ class SegmentationTask(Task):
         self.register_buffer("class_weights", None)
 
     @staticmethod
-    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
+    def model_shape(
+        data: SplitData, takes_mask: bool = False, options: Any = None
+    ) -> dict[str, int]:
         return {"in_channels": data.train.x.shape[1], "out_channels": len(data.classes)}
 
     def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:

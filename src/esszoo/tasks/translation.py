@@ -88,7 +88,9 @@ class TranslationTask(Task):
         return "windows" if data.get("window") is not None else "paired_fields"
 
     @staticmethod
-    def model_shape(data: SplitData, takes_mask: bool = False) -> dict[str, int]:
+    def model_shape(
+        data: SplitData, takes_mask: bool = False, options: Any = None
+    ) -> dict[str, int]:
         sample = data.train.head(1)
         return {"in_channels": sample.x.shape[1], "out_channels": sample.y.shape[1]}
 

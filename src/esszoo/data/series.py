@@ -1,0 +1,242 @@
+"""Windows over series: the last `past` steps in, the next `future` steps out (forecasting).
+
+A series is a variable along time, one or many (every point of the other dimensions, a
+station say, is a series of its own; the variables at a point are its channels). The
+time axis is split into contiguous train, validation and test blocks first, and windows
+are cut inside each block, a new one every `stride` steps, so that no window straddles
+two splits; a window with a missing value is dropped (and counted).
+
+Inputs are the input variables at the `past` steps, followed by time features where the
+data have dates: the phase of the year (and, for steps shorter than a day, of the day)
+as a sine and a cosine, which forecasters and Transformers for series take to know the
+season. Targets are the target variables (default: the inputs) at the `future` steps.
+x: (N, past, inputs + features), y: (N, future, targets); each window's coordinates are
+the time of its last input step, the times of its targets and its series.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from pydantic import Field
+
+from esszoo.data.coords import is_time
+from esszoo.data.dataset import SplitData, Table
+from esszoo.data.kinds import DataContext, register_data_kind
+from esszoo.data.splits import SPLITS, contiguous_split
+from esszoo.data.variables import Variable, load_values, select_variables
+from esszoo.data.windows import WINDOW_HELP, WindowOptions
+from esszoo.errors import DataError
+from esszoo.options import DataOptions
+
+PERIODS = {"annual": "year", "daily": "day"}  # the time features and their cycles
+
+
+class SeriesOptions(DataOptions):
+    """Windows over one or many series: the next steps from the last ones."""
+
+    targets: list[str] = Field(default=[], description="variables to forecast (default: inputs)")
+    window: WindowOptions = Field(description=WINDOW_HELP)
+    time_features: list[Literal["annual", "daily"]] | Literal["auto"] = Field(
+        default="auto",
+        description="phases of the year and day as inputs (auto: the year for dated data, "
+        "and the day where steps are shorter than a day)",
+    )
+
+
+@register_data_kind("series", SeriesOptions, "windows over series (data.window)")
+def build_series(dataset: xr.Dataset, options: SeriesOptions, context: DataContext) -> SplitData:
+    return series_data(
+        dataset,
+        inputs=options.inputs,
+        targets=options.targets or options.inputs,
+        time_features=options.time_features,
+        **options.window.arguments(),
+        **options.split.arguments(),
+    )
+
+
+def chosen_features(times: np.ndarray, requested: list[str] | str) -> list[str]:
+    """The time features of a run: those asked for, or by `auto` those the dates allow."""
+    dated = is_time(times)
+    if requested != "auto":
+        if requested and not dated:
+            raise DataError(
+                f"time features {requested} need dates, and the time axis holds "
+                f"{np.asarray(times).dtype} values",
+                "set data.time_features: [] or give the data a time coordinate",
+            )
+        return list(requested)
+    if not dated:
+        return []
+    step = _median_step_days(times)
+    return ["annual", "daily"] if step is not None and step < 1 else ["annual"]
+
+
+def _median_step_days(times: np.ndarray) -> float | None:
+    if len(times) < 2:
+        return None
+    index = _index(times)
+    if index is None:
+        return None
+    return float(np.median((index[1:] - index[:-1]).total_seconds())) / 86400
+
+
+def _index(times: np.ndarray) -> pd.DatetimeIndex | None:
+    try:
+        return pd.DatetimeIndex(np.asarray(times))
+    except (TypeError, ValueError):
+        try:  # cftime dates of another calendar: their phase is read from their fields
+            return pd.DatetimeIndex([pd.Timestamp(str(t)) for t in times])
+        except (TypeError, ValueError):
+            return None
+
+
+def phase_features(times: np.ndarray, features: list[str]) -> np.ndarray:
+    """(T, 2 x len(features)): sine and cosine of the phase of each time in the year and
+    in the day."""
+    if not features:
+        return np.zeros((len(times), 0), dtype=np.float32)
+    index = _index(times)
+    if index is None:
+        raise DataError("cannot read the time axis as dates for the time features")
+    columns = []
+    for feature in features:
+        if feature == "annual":
+            phase = (index.dayofyear - 1 + index.hour / 24) / 365.25
+        else:
+            phase = (index.hour + index.minute / 60) / 24
+        columns += [np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase)]
+    return np.stack(columns, axis=-1).astype(np.float32)
+
+
+def feature_variables(features: list[str]) -> list[Variable]:
+    return [
+        Variable(f"{feature}_{part}", "1", "", f"{part} of the phase of the {PERIODS[feature]}")
+        for feature in features
+        for part in ("sin", "cos")
+    ]
+
+
+def as_series(
+    arrays: list[xr.DataArray], split_dim: str
+) -> tuple[np.ndarray, tuple[str, ...], dict[str, np.ndarray]]:
+    """Values (time, series, variables) of variables along `split_dim` and any other
+    dimensions (each point of those a series), with the other dimensions and their points."""
+    others = tuple(d for d in arrays[0].dims if d != split_dim)
+    order = (split_dim, *others)
+    values = np.stack([load_values(a.transpose(*order)) for a in arrays], axis=-1)
+    values = values.reshape(values.shape[0], -1, len(arrays))
+    points = {}
+    if others:
+        grid = np.meshgrid(*[np.arange(arrays[0].sizes[d]) for d in others], indexing="ij")
+        points = {d: g.ravel() for d, g in zip(others, grid, strict=True)}
+    return values, others, points
+
+
+def series_data(
+    dataset: xr.Dataset,
+    *,
+    inputs: list[str],
+    targets: list[str],
+    past: int,
+    future: int,
+    stride: int = 1,
+    time_features: list[str] | str = "auto",
+    split_dim: str = "time",
+    train: float | list[str] = 0.7,
+    val: float | list[str] = 0.15,
+    test: float | list[str] = 0.15,
+) -> SplitData:
+    """Windows of `past` steps in and `future` steps out, split in time."""
+    names = list(dict.fromkeys([*inputs, *targets]))
+    arrays = select_variables(dataset, names, "input or target")
+    if split_dim not in arrays[0].dims:
+        raise DataError(
+            f"'{arrays[0].name}' has dimensions {tuple(arrays[0].dims)}, without the time "
+            f"dimension '{split_dim}'",
+            "set data.split.dim to the dimension the series run along",
+        )
+    values, others, points = as_series(arrays, split_dim)
+    times = dataset[split_dim].values if split_dim in dataset.coords else np.arange(len(values))
+    features = chosen_features(times, time_features)
+    phases = phase_features(times, features)
+    x_columns = [names.index(n) for n in inputs]
+    y_columns = [names.index(n) for n in targets]
+    split = contiguous_split(times, split_dim, train, val, test)
+    tables, dropped = {}, {}
+    for name in SPLITS:
+        rows = np.arange(len(times))[split.indices(name)]
+        starts = np.arange(rows[0], rows[-1] + 2 - past - future, stride)
+        if not len(starts):
+            raise DataError(
+                f"the {name} split has {len(rows)} steps, fewer than a window of {past} + {future}",
+                "use a shorter window or a longer split",
+            )
+        table, missing = _windows(values, phases, starts, past, future, x_columns, y_columns)
+        table.coords |= {
+            split_dim: times[table.coords.pop("start") + past - 1],
+            "target_time": times[table.coords.pop("target_start")[:, None] + np.arange(future)],
+        }
+        if not len(table):
+            raise DataError(
+                f"every window of the {name} split has a missing value",
+                "use a shorter window, or fill the gaps of the series first",
+            )
+        tables[name], dropped[name] = table, missing
+    variables = [Variable.of(a) for a in arrays]
+    notes = []
+    if others:
+        notes.append(f"{values.shape[1]} series, one per point of {', '.join(others)}")
+    return SplitData(
+        inputs=[variables[c] for c in x_columns] + feature_variables(features),
+        targets=[variables[c] for c in y_columns],
+        tables=tables,
+        split=split,
+        dims=(split_dim, *others),
+        dropped=dropped,
+        window=(past, future),
+        notes=notes,
+    )
+
+
+def _windows(
+    values: np.ndarray,
+    phases: np.ndarray,
+    starts: np.ndarray,
+    past: int,
+    future: int,
+    x_columns: list[int],
+    y_columns: list[int],
+) -> tuple[Table, int]:
+    """Every window starting at `starts` in every series, those with no missing value."""
+    steps = np.arange(past + future)
+    window = values[starts[:, None] + steps]  # (starts, past + future, series, variables)
+    window = np.moveaxis(window, 2, 1)  # (starts, series, past + future, variables)
+    x = window[:, :, :past][..., x_columns]
+    y = window[:, :, past:][..., y_columns]
+    series = np.broadcast_to(np.arange(values.shape[1]), window.shape[:2])
+    start = np.broadcast_to(starts[:, None], window.shape[:2])
+    x, y = x.reshape(-1, past, len(x_columns)), y.reshape(-1, future, len(y_columns))
+    series, start = series.reshape(-1), start.reshape(-1)
+    valid = np.isfinite(x).all(axis=(1, 2)) & np.isfinite(y).all(axis=(1, 2))
+    feature = phases[start[valid, None] + np.arange(past)]  # (N, past, features)
+    x = np.concatenate([x[valid], feature], axis=-1)
+    table = Table(
+        torch.from_numpy(x.astype(np.float32)),
+        torch.from_numpy(y[valid].astype(np.float32)),
+        coords={
+            "start": start[valid],
+            "target_start": start[valid] + past,
+            "series": series[valid],
+            # the targets' values at the last input step, which persistence forecasts
+            "last": window.reshape(-1, past + future, values.shape[2])[valid, past - 1][
+                :, y_columns
+            ],
+        },
+    )
+    return table, int((~valid).sum())
