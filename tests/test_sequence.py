@@ -199,3 +199,29 @@ def test_a_window_longer_than_the_context_or_of_another_rank_is_one_clear_error(
         small("transformer")(torch.randn(4, 3))
     with pytest.raises(ModelError, match="in_channels and out_channels"):
         esszoo.create_model("gpt", horizon=2)
+
+
+def test_a_convlstm_cell_on_one_point_with_a_1x1_kernel_is_an_lstm_cell():
+    from esszoo.models.sequence.convlstm import ConvLSTMCell
+
+    torch.manual_seed(0)
+    cell, lstm = ConvLSTMCell(3, 5, kernel=1), nn.LSTMCell(3, 5)
+    with torch.no_grad():  # gates in PyTorch's order (i, f, g, o); no peepholes
+        cell.gates.weight.copy_(torch.cat([lstm.weight_ih, lstm.weight_hh], 1)[..., None, None])
+        cell.gates.bias.copy_(lstm.bias_ih + lstm.bias_hh)
+    x, h, c = torch.randn(4, 3), torch.randn(4, 5), torch.randn(4, 5)
+    expected = lstm(x, (h, c))
+    got = cell(x[..., None, None], (h[..., None, None], c[..., None, None]))
+    for ours, theirs in zip(got, expected, strict=True):
+        torch.testing.assert_close(ours[..., 0, 0], theirs)
+
+
+def test_convlstm_forecasts_its_horizon_on_any_grid_from_its_states():
+    model = small("convlstm", horizon=3)
+    x = torch.randn(1, 2, 5, 11, 23)  # a patch of 2 does not divide 11 x 23: padded, cropped
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (1, 2, 3, 11, 23)
+        earlier = x.clone()
+        earlier[:, :, 0] += 1.0  # the first frame read still shapes the forecast (the states)
+        assert not torch.allclose(model(earlier), out)
