@@ -23,6 +23,7 @@ from esszoo.tasks.forecasting import (
     ForecastingOptions,
     ForecastingTask,
     LinearAutoregression,
+    SeasonalClimatology,
     forecast_scores,
 )
 from tests.conftest import run_cli
@@ -70,6 +71,7 @@ def test_hourly_series_get_the_phase_of_the_day_and_gaps_drop_windows():
         "daily_cos",
     ]
     assert len(data.train) and data.dims[1:] == ("station",)  # every station a series
+    assert SeasonalClimatology(data.train).name == "climatology (calendar month and hour)"
     co2 = open_source("co2")  # 59 blank weeks
     weekly = series_data(co2, inputs=["co2"], targets=["co2"], past=8, future=4)
     assert sum(weekly.dropped.values()) > 0

@@ -482,7 +482,9 @@ class SeasonalClimatology:
                 chosen = values[torch.from_numpy(flat == key)]
                 if len(chosen) > 1:
                     self.table[key] = (chosen.mean(0), chosen.std(0))
-        self.name = "climatology (calendar month)" if self.table else "climatology (training mean)"
+        hourly = self.keyed is not None and bool((self.keyed[1] != self.keyed[0]).any())
+        season = "calendar month and hour" if hourly else "calendar month"
+        self.name = f"climatology ({season})" if self.table else "climatology (training mean)"
 
     def __call__(self, table: Table) -> tuple[torch.Tensor, torch.Tensor]:
         shape = table.y.shape
