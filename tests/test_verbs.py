@@ -59,6 +59,16 @@ def recipe(folder, task: str) -> dict:
             "data": ostia,
             "task": {"name": "translation"},
         },
+        "forecasting": {
+            "model": {"name": "gru", "width": 4},
+            "data": {
+                "source": str(folder / "stations.nc"),
+                "inputs": ["tas", "ps"],
+                "targets": ["tas"],
+                "window": {"past": 24, "future": 6, "stride": 6},
+            },
+            "task": {"name": "forecasting", "distribution": "gaussian"},
+        },
         "inpainting": {
             "model": {"name": "pconv_unet", "encoder_layers": 2, "width": 4},
             "data": ostia | {"gaps": {"train": 1, "eval": 1}},
@@ -79,6 +89,7 @@ DATA = {
     "translation_windows": "radar.nc",
     "translation_pairs": "ostia.nc",
     "inpainting": "ostia.nc",
+    "forecasting": "stations.nc",
 }
 OUTPUTS = {
     "regression": {"pr"},
@@ -87,6 +98,7 @@ OUTPUTS = {
     "translation_windows": {"rainfall_amount"},
     "translation_pairs": {"surface_temperature"},
     "inpainting": {"surface_temperature", "surface_temperature_filled"},
+    "forecasting": {"tas", "tas_std"},
 }
 
 
@@ -161,3 +173,11 @@ def test_an_exported_inpainting_model_fills_a_field_given_with_its_gaps(files, c
     assert (filled[hole] - field[hole]).abs().mean() < 3.0  # K, after one epoch
     record = json.loads((run_dir / "model.json").read_text())
     assert record["grid"]["dims"] == ["lat", "lon"] and record["grid"]["coords"] == ["lat", "lon"]
+
+
+def test_the_table_of_verbs_holds_every_built_in_task(tmp_path):
+    from esszoo.tasks import BUILTIN_MODULES, DEFAULT_TASK, tasks
+
+    built_in = {name for name, cls in tasks().items() if cls.__module__ in BUILTIN_MODULES}
+    named = {recipe(tmp_path, case).get("task", {}).get("name", DEFAULT_TASK) for case in DATA}
+    assert built_in <= named, built_in - named
