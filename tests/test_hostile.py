@@ -355,6 +355,33 @@ def option_of_another_task(p):
     return ["train", p.recipe(**{"task.dice_weight": 1.0})], "option of segmentation"
 
 
+def forecast_recipe(p, window: str, task: str = "{name: forecasting}") -> Path:
+    return p.text_recipe(
+        f"name: f\nout_dir: {p.root / 'runs'}\nmodel: {{name: lstm, width: 4}}\n"
+        f"data: {{source: {p.stations}, inputs: [tas], window: {window}}}\n"
+        f"task: {task}\ntrainer: {{max_epochs: 1, progress_bar: false}}\n"
+    )
+
+
+@case
+def forecast_window_longer_than_a_split(p):
+    recipe = forecast_recipe(p, "{past: 5000, future: 24}")
+    return ["train", recipe], "fewer than a window of 5000 + 24"
+
+
+@case
+def forecast_quantiles_out_of_order(p):
+    recipe = forecast_recipe(
+        p, "{past: 24, future: 6}", "{name: forecasting, quantiles: [0.9, 0.1]}"
+    )
+    return ["train", recipe], "quantile levels must be increasing"
+
+
+@case
+def forecast_without_a_window(p):
+    return ["train", forecast_recipe(p, "null")], "window"
+
+
 @case
 def import_of_a_missing_module(p):
     return ["train", p.recipe(imports=["no_such_module_here"])], "no module"

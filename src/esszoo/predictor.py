@@ -27,6 +27,25 @@ def _stat(values: Sequence | torch.Tensor | None) -> torch.Tensor | None:
     return None if values is None else torch.as_tensor(values, dtype=torch.float32)
 
 
+def broadcast_stat(
+    stat: torch.Tensor, like: torch.Tensor, channels_last: bool = False
+) -> torch.Tensor:
+    """A statistic per channel (C,), or per channel and grid point (C, *grid), shaped to
+    broadcast over `like`: (batch, C, ...), or (batch, ..., C) with `channels_last`."""
+    if channels_last:  # (C,) -> (1, ..., 1, C)
+        return stat.view(*([1] * (like.dim() - 1)), -1).to(like.dtype)
+    if stat.dim() > 1:  # per grid point (C, *grid): anomalies from a mean field
+        if tuple(stat.shape[1:]) != tuple(like.shape[2:]):
+            raise ModelError(
+                f"this model removes a mean field of grid {tuple(stat.shape[1:])}, "
+                f"and the data have grid {tuple(like.shape[2:])}",
+                "give fields on the grid the model was trained on",
+            )
+        return stat.unsqueeze(0).to(like.dtype)
+    # (C,) -> (1, C, 1, ...) to broadcast over a batch of vectors or fields
+    return stat.view(1, -1, *([1] * (like.dim() - 2))).to(like.dtype)
+
+
 def physics_base(
     function: Callable[..., torch.Tensor], columns: Sequence[int], x: torch.Tensor
 ) -> torch.Tensor:
@@ -82,18 +101,7 @@ class Predictor(nn.Module):
         self.distribution = distribution
 
     def _channels(self, stat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:  # (C,) -> (1, ..., 1, C)
-            return stat.view(*([1] * (like.dim() - 1)), -1).to(like.dtype)
-        if stat.dim() > 1:  # per grid point (C, *grid): anomalies from a mean field
-            if tuple(stat.shape[1:]) != tuple(like.shape[2:]):
-                raise ModelError(
-                    f"this model removes a mean field of grid {tuple(stat.shape[1:])}, "
-                    f"and the data have grid {tuple(like.shape[2:])}",
-                    "give fields on the grid the model was trained on",
-                )
-            return stat.unsqueeze(0).to(like.dtype)
-        # (C,) -> (1, C, 1, ...) to broadcast over a batch of vectors or fields
-        return stat.view(1, -1, *([1] * (like.dim() - 2))).to(like.dtype)
+        return broadcast_stat(stat, like, self.channels_last)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Physical inputs -> the network's normalized inputs.

@@ -38,7 +38,7 @@ from esszoo.data.variables import Variable, load_values
 from esszoo.data.windows import lead_times, window_inputs
 from esszoo.errors import DataError
 from esszoo.options import TaskOptions, TrainerOptions
-from esszoo.predictor import Predictor, predict_in_batches
+from esszoo.predictor import Predictor, broadcast_stat, predict_in_batches
 from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
 from esszoo.tasks.baselines import Climatology, PointRegression
@@ -332,7 +332,7 @@ def translation_tensors(
     """A table's batch tensors: inputs normalized (missing points at 0, the channel mean),
     targets normalized (0 where unknown), and `known`: the area weight of each known target
     point, 0 elsewhere and for samples whose inputs are all missing."""
-    channels = Predictor._channels
+    channels = broadcast_stat
     x = (table.x - channels(stats["input_mean"], table.x)) / channels(stats["input_std"], table.x)
     known = torch.isfinite(table.y)
     target = (table.y - channels(stats["output_mean"], table.y)) / channels(
