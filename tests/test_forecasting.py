@@ -16,7 +16,7 @@ import esszoo
 from esszoo.data.dataset import Table
 from esszoo.data.series import series_data
 from esszoo.data.source import open_source
-from esszoo.errors import DataError
+from esszoo.errors import DataError, ModelError
 from esszoo.options import TrainerOptions
 from esszoo.tasks.forecasting import (
     Forecast,
@@ -24,7 +24,9 @@ from esszoo.tasks.forecasting import (
     ForecastingTask,
     LinearAutoregression,
     SeasonalClimatology,
+    _spans,
     forecast_scores,
+    steps_after,
 )
 from tests.conftest import run_cli
 
@@ -271,3 +273,50 @@ def test_forecasters_export_and_compare(runs, capsys):
     assert status == 0 and "lstm" in out and "seq2seq_attention" in out, err
     scores = esszoo.evaluate(found["point"])  # a DataFrame, as a notebook shows it
     assert scores["predictor"].iloc[0] == "lstm" and "crps" in scores.columns
+
+
+def test_next_steps_are_the_steps_after_each_position():
+    series = torch.arange(7.0).view(1, 7, 1)  # 5 past steps, then a horizon of 2
+    ahead = steps_after(series, past=5, horizon=2)
+    assert ahead[0, :, :, 0].tolist() == [[1, 2], [2, 3], [3, 4], [4, 5], [5, 6]]
+
+
+def test_masked_spans_hide_about_their_share_in_spans():
+    torch.manual_seed(0)
+    hidden = _spans((2000, 48), ratio=0.15, span=3, device=torch.device("cpu"))
+    assert hidden.float().mean().item() == pytest.approx(0.15, abs=0.03)
+    begins = hidden.clone()
+    begins[:, 1:] &= ~hidden[:, :-1]  # where a run of hidden steps begins
+    for shift in range(3):  # every run is at least a span long (unless the window ends)
+        assert hidden[:, shift:][begins[:, : 48 - shift]].all()
+    assert not hidden[:, 3:][begins[:, :-3]].all()  # and runs are not all longer
+
+
+@pytest.mark.parametrize(
+    ("model", "objective"),
+    [
+        ({"name": "gpt", "width": 8, "depth": 1, "heads": 2, "context": 16}, "next_steps"),
+        ({"name": "bert", "width": 8, "depth": 1, "heads": 2, "context": 16}, "masked_spans"),
+    ],
+)
+def test_a_pretrained_sequence_model_starts_a_forecaster(tmp_path, nino, model, objective, capsys):
+    nino.to_netcdf(tmp_path / "nino.nc")
+    data = {"source": str(tmp_path / "nino.nc"), "inputs": ["sst"], "window": WINDOW}
+    recipe = {"model": model, "data": data, "trainer": TRAINER, "out_dir": str(tmp_path)}
+    task = {"name": "forecasting", "pretraining": objective}
+    pretrained = esszoo.train(recipe | {"name": "pre", "task": task})
+    rows = read_csv(pretrained.path / "scores.csv")
+    assert rows[0]["predictor"] == model["name"]  # scored as a forecaster like any other
+    tuned = esszoo.train(
+        recipe
+        | {"name": "tuned", "task": {"name": "forecasting"}, "init_from": str(pretrained.path)}
+    )
+    out = capsys.readouterr().out
+    assert "tensors copied" in out and "kept fresh" in out
+    assert (tuned.path / "scores.csv").is_file()
+
+
+def test_pretraining_needs_a_model_that_forecasts_from_every_position():
+    net = esszoo.create_model("lstm", in_channels=1, out_channels=1, horizon=2, width=4)
+    with pytest.raises(ModelError, match="use gpt for next_steps and bert for masked_spans"):
+        ForecastingTask(net, ForecastingOptions(pretraining="next_steps"), TrainerOptions())

@@ -29,6 +29,14 @@ spread) scored as the model is:
   squares (an AR(past) model with the time features as covariates, one set of
   coefficients per lead: the direct strategy), with the training residual spread per lead.
 
+Pretraining, the tour's "use pretrained models when you can" (``task.pretraining``): on
+many series, a model learns the targets from their own past before it is fine-tuned on a
+short series with ``init_from``: ``next_steps``, GPT's objective, forecasts the next
+`horizon` steps from every position of the window at once (``gpt``); ``masked_spans``,
+BERT's, hides random spans of the past (``mask_ratio`` of the steps, ``span`` steps each)
+and fills them in, with the future, from what is left (``bert``). The run is scored as a
+forecaster like any other.
+
 Scores in physical units: RMSE and MAE of the central forecast (the location, the median,
 or the point), CRPS (scoringrules: closed form for Gaussians, from the quantiles for
 quantile forecasts, the absolute error for a point forecast), the coverage of the central
@@ -56,7 +64,7 @@ from esszoo.data.dataset import SplitData, Table
 from esszoo.data.series import PERIODS, phase_features
 from esszoo.data.variables import Variable, load_values
 from esszoo.data.windows import lead_times
-from esszoo.errors import DataError
+from esszoo.errors import DataError, ModelError
 from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.predictor import Predictor, predict_in_batches
 from esszoo.tasks import register_task
@@ -78,6 +86,15 @@ class ForecastingOptions(TaskOptions):
     teacher_forcing: bool = Field(
         default=True, description="models that take the truth read it in training (point)"
     )
+    pretraining: Literal["none", "next_steps", "masked_spans"] = Field(
+        default="none",
+        description="self-supervised objectives on the inputs' own past: next_steps from "
+        "every position (gpt), or masked spans filled in (bert); then init_from",
+    )
+    mask_ratio: float = Field(
+        default=0.15, gt=0, lt=1, description="masked_spans: the share of past steps hidden"
+    )
+    span: int = Field(default=3, ge=1, description="masked_spans: steps per hidden span")
 
     @field_validator("quantiles")
     @classmethod
@@ -160,8 +177,19 @@ class ForecastingTask(Task):
         super().__init__(net, spec, trainer)
         if spec.distribution != "point":  # judged by the whole distribution
             self.headline = ("crps", "lower")
-        self.takes_teacher = "teacher" in inspect.signature(net.forward).parameters
+        takes = inspect.signature(net.forward).parameters
+        self.takes_teacher = "teacher" in takes
+        needs = {"next_steps": "every_position", "masked_spans": "hidden"}.get(spec.pretraining)
+        if needs and needs not in takes:
+            model = getattr(net, "esszoo_spec", {}).get("name", type(net).__name__)
+            raise ModelError(
+                f"pretraining '{spec.pretraining}' needs a model that forecasts from every "
+                f"position{' of a masked series' if needs == 'hidden' else ''}; '{model}' "
+                "does not",
+                "use gpt for next_steps and bert for masked_spans",
+            )
         self.targets = 0  # target channels, fixed by `prepare`
+        self.target_columns: list[int] = []  # where the targets are among the inputs
 
     @property
     def groups(self) -> int:
@@ -198,10 +226,16 @@ class ForecastingTask(Task):
             "output_std": _std(y.flatten(0, 1)),
         }
         normalize = lambda t, k: (t - self.stats[f"{k}_mean"]) / self.stats[f"{k}_std"]  # noqa: E731
-        return {
+        tensors = {
             split: {"x": normalize(table.x, "input"), "y": normalize(table.y, "output")}
             for split, table in data.tables.items()
         }
+        if self.spec.pretraining != "none":  # the targets' whole window: past, then future
+            self.target_columns = _target_columns(data)
+            for split, table in data.tables.items():
+                past = table.x[..., self.target_columns]
+                tensors[split]["series"] = normalize(torch.cat([past, table.y], 1), "output")
+        return tensors
 
     def _layout(self, stat: str) -> torch.Tensor:
         """A target statistic laid out over the output channels of the distribution."""
@@ -233,6 +267,10 @@ class ForecastingTask(Task):
     # -- training --------------------------------------------------------------------------
 
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.spec.pretraining == "next_steps":
+            return self._next_steps_loss(batch)
+        if self.spec.pretraining == "masked_spans":
+            return self._masked_spans_loss(batch)
         x, y = batch["x"], batch["y"]
         forcing = (
             self.training
@@ -241,6 +279,28 @@ class ForecastingTask(Task):
             and self.spec.distribution == "point"
         )
         out = self.net(x, teacher=y) if forcing else self.net(x)
+        return self.head_loss(out, y)
+
+    def _next_steps_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """GPT's objective: from every position t, the next `horizon` steps of the targets,
+        (B, T, horizon, C) against the window's own values after t."""
+        out = self.net(batch["x"], every_position=True)  # (B, T, H, channels)
+        ahead = steps_after(batch["series"], batch["x"].shape[1], out.shape[2])
+        return self.head_loss(out.flatten(0, 1), ahead.flatten(0, 1))
+
+    def _masked_spans_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """BERT's objective for series: spans of the past hidden behind [MASK], and the
+        future (always masked), filled in from what is left."""
+        x, series = batch["x"], batch["series"]
+        hidden = _spans(x.shape[:2], self.spec.mask_ratio, self.spec.span, x.device)
+        out = self.net(x, hidden=hidden, every_position=True)  # (B, T + H, channels)
+        chosen = torch.cat(
+            [hidden, torch.ones_like(series[:, x.shape[1] :, 0], dtype=torch.bool)], 1
+        )
+        return self.head_loss(out[chosen].unsqueeze(1), series[chosen].unsqueeze(1))
+
+    def head_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss that defines the head: out (N, H, channels) against y (N, H, C)."""
         if self.spec.distribution == "point":
             error = out - y
             return error.square().mean() if self.spec.loss == "mse" else error.abs().mean()
@@ -430,6 +490,35 @@ class ForecastingTask(Task):
                     },
                 )
         return predicted
+
+
+def steps_after(series: torch.Tensor, past: int, horizon: int) -> torch.Tensor:
+    """For each of the first `past` positions t of `series` (B, T + H, C), the `horizon`
+    steps after it: (B, past, horizon, C), row t holding steps t+1 .. t+horizon."""
+    return series[:, 1:].unfold(1, horizon, 1)[:, :past].movedim(-1, 2)
+
+
+def _target_columns(data: SplitData) -> list[int]:
+    """Where the target variables are among the inputs: pretraining learns a series from
+    its own past, so the targets must be inputs too."""
+    names = [v.name for v in data.inputs]
+    missing = [v.name for v in data.targets if v.name not in names]
+    if missing:
+        raise DataError(
+            f"pretraining learns the targets from their own past, and {missing} are not "
+            "among the inputs",
+            "add them to data.inputs",
+        )
+    return [names.index(v.name) for v in data.targets]
+
+
+def _spans(shape: tuple[int, int], ratio: float, span: int, device: torch.device) -> torch.Tensor:
+    """(B, T) True on random spans of `span` steps, about `ratio` of the steps in all."""
+    starts = torch.rand(*shape, device=device) < ratio / span
+    hidden = starts.clone()
+    for shift in range(1, span):
+        hidden[:, shift:] |= starts[:, :-shift]
+    return hidden
 
 
 def _std(values: torch.Tensor) -> torch.Tensor:
