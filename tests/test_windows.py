@@ -103,16 +103,22 @@ def train_tiny(tmp_path, model: dict, task: dict, extra: dict) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_volume_to_volume_nowcast_beside_persistence(tmp_path):
+@pytest.mark.parametrize(
+    "model",
+    [{"name": "unet3d", "width": 2}, {"name": "convlstm", "hidden": [4], "patch": 2}],
+    ids=["unet3d", "convlstm"],
+)
+def test_volume_to_volume_nowcast_beside_persistence(tmp_path, model):
+    # a ConvLSTM reads the same volumes of frames with 2-D convolutions, frame by frame
     rows = train_tiny(
         tmp_path,
-        {"name": "unet3d", "width": 2},
+        model,
         {"name": "translation"},
         {"window": {"past": 4, "future": 4, "stride": 2}},
     )
     names = [row["predictor"] for row in rows]
     assert names == [
-        "unet3d",
+        model["name"],
         "baseline: climatology (training mean)",
         "baseline: linear regression (pooled)",
         "baseline: linear regression (per point)",

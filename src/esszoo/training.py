@@ -108,12 +108,19 @@ class ChannelsLast(Callback):
 
     def __init__(self, volumes: bool = False):
         self.format = torch.channels_last_3d if volumes else torch.channels_last
+        self.active = True
 
     def setup(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
-        task.to(memory_format=self.format)
+        # only for networks with kernels of the data's rank: a ConvLSTM reads volumes of
+        # frames with 2-D convolutions, frame by frame, and stays as it is
+        rank = 5 if self.format is torch.channels_last_3d else 4
+        self.active = any(p.dim() == rank for p in task.net.parameters())
+        if self.active:
+            task.to(memory_format=self.format)
 
     def _convert(self, batch: dict[str, torch.Tensor]) -> None:
-        batch["x"] = batch["x"].contiguous(memory_format=self.format)
+        if self.active:
+            batch["x"] = batch["x"].contiguous(memory_format=self.format)
 
     def on_train_batch_start(self, trainer, task, batch, batch_index) -> None:  # noqa: ANN001
         self._convert(batch)
