@@ -188,15 +188,12 @@ class ForecastingTask(Task):
                 "does not",
                 "use gpt for next_steps and bert for masked_spans",
             )
-        self.targets = 0  # target channels, fixed by `prepare`
         self.target_columns: list[int] = []  # where the targets are among the inputs
 
     @property
     def groups(self) -> int:
         """Output channels per target channel."""
-        return {"point": 1, "gaussian": 2, "quantiles": len(self.spec.quantiles)}[
-            self.spec.distribution
-        ]
+        return output_groups(self.spec)
 
     # -- data ------------------------------------------------------------------------------
 
@@ -205,10 +202,7 @@ class ForecastingTask(Task):
         data: SplitData, takes_mask: bool = False, options: Any = None
     ) -> dict[str, int]:
         """Inputs and time features in; out, `future` steps of the forecast's channels."""
-        distribution = getattr(options, "distribution", "point")
-        groups = {"point": 1, "gaussian": 2}.get(
-            distribution, len(getattr(options, "quantiles", QUANTILES))
-        )
+        groups = output_groups(options or ForecastingOptions())
         return {
             "in_channels": len(data.inputs),
             "out_channels": groups * len(data.targets),
@@ -217,7 +211,6 @@ class ForecastingTask(Task):
 
     def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
         """Statistics per channel over the training windows; normalized batch tensors."""
-        self.targets = len(data.targets)
         x, y = data.train.x.double(), data.train.y.double()
         self.stats = {
             "input_mean": x.mean((0, 1)).float(),
@@ -490,6 +483,12 @@ class ForecastingTask(Task):
                     },
                 )
         return predicted
+
+
+def output_groups(options: ForecastingOptions) -> int:
+    """Output channels per target channel: 1 (a point), 2 (a Gaussian's location and
+    scale) or one per quantile level."""
+    return {"point": 1, "gaussian": 2}.get(options.distribution, len(options.quantiles))
 
 
 def steps_after(series: torch.Tensor, past: int, horizon: int) -> torch.Tensor:
