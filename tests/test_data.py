@@ -38,6 +38,12 @@ def test_catalog_files_match_their_pinned_sums():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == expected
 
 
+def test_data_sets_read_from_one_file_share_its_cached_copy():
+    radar, series = catalog.entry("radolan"), catalog.entry("radolan_series")
+    assert series.files == radar.files and series.reader != radar.reader
+    assert series.local_files() == radar.local_files()  # the 550 MB file is cached once
+
+
 def test_fetch_refuses_files_that_do_not_match(tmp_path, monkeypatch):
     monkeypatch.setenv("ESSZOO_DATA", str(tmp_path))
     entry = catalog.entry("tmy3")

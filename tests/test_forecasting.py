@@ -14,7 +14,8 @@ import xarray as xr
 
 import esszoo
 from esszoo.data.dataset import Table
-from esszoo.data.series import series_data
+from esszoo.data.readers import read_radolan_series
+from esszoo.data.series import select_series, series_data
 from esszoo.data.source import open_source
 from esszoo.errors import DataError, ModelError
 from esszoo.options import TrainerOptions
@@ -80,6 +81,35 @@ def test_hourly_series_get_the_phase_of_the_day_and_gaps_drop_windows():
     assert all(
         torch.isfinite(t.x).all() and torch.isfinite(t.y).all() for t in weekly.tables.values()
     )
+
+
+def test_radar_rain_rates_are_box_means_where_the_radar_sees_most_of_a_box(tmp_path):
+    amount = np.zeros((2, 38, 19), np.float32)  # two boxes of 19 x 19 pixels along y
+    amount[0, :19] = 0.5  # mm in 5 minutes: 6 mm per hour
+    amount[1, :19] = np.where(np.arange(19) < 1, np.nan, 1.0)  # 1 of 19 columns unseen
+    amount[:, 19:, :3] = np.nan  # the second box: 3 of 19 columns unseen, under 90% seen
+    amount[0, 19:, 3:] = 0.25
+    times = np.array(["2018-05-10T00:00", "2018-05-10T00:05"], dtype="datetime64[ns]")
+    radar = xr.Dataset({"rainfall_amount": (("time", "y", "x"), amount)}, {"time": times})
+    radar.to_netcdf(tmp_path / "radar.nc")
+    series = read_radolan_series([tmp_path / "radar.nc"])["rain_rate"]
+    assert series.dims == ("time", "y", "x") and series.attrs["units"] == "mm h-1"
+    assert series["y"].values.tolist() == [9, 28] and series["x"].values.tolist() == [9]
+    np.testing.assert_allclose(series[:, 0, 0], [6.0, 12.0])  # the mean of the seen pixels
+    assert np.isnan(series[:, 1, 0]).all()
+
+
+def test_the_series_of_a_recipe_are_chosen_by_their_points(tmp_path):
+    weather = open_source("tmy3").isel(time=slice(0, 24 * 20))
+    one = select_series(weather, {"station": ["703165"]})
+    data = series_data(one, inputs=["tas"], targets=["tas"], past=24, future=6, stride=6)
+    both = series_data(weather, inputs=["tas"], targets=["tas"], past=24, future=6, stride=6)
+    assert len(both.train) == 2 * len(data.train)
+    np.testing.assert_array_equal(
+        data.train.y[:, :, 0], both.train.y[both.train.coords["series"] == 1][:, :, 0]
+    )
+    with pytest.raises(DataError, match="'station' holds \['723170', '703165'\]"):
+        select_series(weather, {"station": ["1"]})
 
 
 def test_a_window_longer_than_a_split_or_features_without_dates_are_one_clear_error(nino):

@@ -355,10 +355,12 @@ def option_of_another_task(p):
     return ["train", p.recipe(**{"task.dice_weight": 1.0})], "option of segmentation"
 
 
-def forecast_recipe(p, window: str, task: str = "{name: forecasting}") -> Path:
+def forecast_recipe(
+    p, window: str, task: str = "{name: forecasting}", select: str = "{}"
+) -> Path:
     return p.text_recipe(
         f"name: f\nout_dir: {p.root / 'runs'}\nmodel: {{name: lstm, width: 4}}\n"
-        f"data: {{source: {p.stations}, inputs: [tas], window: {window}}}\n"
+        f"data: {{source: {p.stations}, inputs: [tas], window: {window}, select: {select}}}\n"
         f"task: {task}\ntrainer: {{max_epochs: 1, progress_bar: false}}\n"
     )
 
@@ -375,6 +377,18 @@ def forecast_quantiles_out_of_order(p):
         p, "{past: 24, future: 6}", "{name: forecasting, quantiles: [0.9, 0.1]}"
     )
     return ["train", recipe], "quantile levels must be increasing"
+
+
+@case
+def forecast_a_station_the_data_do_not_have(p):
+    recipe = forecast_recipe(p, "{past: 24, future: 6}", select="{station: ['999999']}")
+    return ["train", recipe], "asks for ['999999'], and 'station' holds ['723170', '703165']"
+
+
+@case
+def forecast_select_along_a_dimension_that_is_not_there(p):
+    recipe = forecast_recipe(p, "{past: 24, future: 6}", select="{site: ['723170']}")
+    return ["train", recipe], "'site', which is not a dimension"
 
 
 @case

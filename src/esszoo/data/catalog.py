@@ -41,13 +41,14 @@ class CatalogEntry:
     licence: str
     citation: str
     description: str
+    folder: str = ""  # the cache folder, where entries share files (default: the name)
 
     @property
     def import_name(self) -> str:
         return next(iter(self.files)).split("/")[0]
 
     def local_files(self) -> list[Path]:
-        return [cache_dir() / self.name / Path(member).name for member in self.files]
+        return [cache_dir() / (self.folder or self.name) / Path(member).name for member in self.files]
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -115,6 +116,30 @@ CATALOG: dict[str, CatalogEntry] = {
             "24, 2931-2950.",
             description="3168 frames (every 5 minutes for 11 days) x 190 x 228 km of rainfall "
             "sums in mm per 5 minutes; 2.5% of the grid outside radar coverage (NaN)",
+        ),
+        CatalogEntry(
+            name="radolan_series",
+            title="Rain-rate series from DWD RADOLAN radar, 19 km boxes, 5-minute, 10-20 May 2018",
+            package="pycomlink",
+            version="0.6.0",
+            files={
+                "pycomlink/io/example_data/example_areal_reference_data.nc": (
+                    "c72fb031bc46bcc2fa061ca2b14ae9d3a809d834c4df7b4612ea413175dc575e"
+                ),
+            },
+            folder="radolan",
+            reader="esszoo.data.readers:read_radolan_series",
+            source="Deutscher Wetterdienst RADOLAN YW product (radar rainfall, 5-minute "
+            "sums, 1 km grid), a 190 x 228 km subset shipped with pycomlink 0.6.0, averaged "
+            "by esszoo over 19 x 19 km boxes",
+            licence="DWD open data (GeoNutzV), redistributed by pycomlink under BSD-3-Clause",
+            citation="Deutscher Wetterdienst, RADOLAN YW 5-minute radar precipitation; as used "
+            "in Graf, M., Chwala, C., Polz, J. and Kunstmann, H. (2020). Rainfall estimation "
+            "from a German-wide commercial microwave link network. Hydrol. Earth Syst. Sci. "
+            "24, 2931-2950.",
+            description="3168 frames (every 5 minutes for 11 days) x 10 x 12 boxes: rain rate "
+            "in mm per hour, the mean over each box's pixels with radar data; 13 boxes at "
+            "the coverage's edge missing",
         ),
         CatalogEntry(
             name="ostia",

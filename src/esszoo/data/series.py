@@ -41,6 +41,11 @@ class SeriesOptions(DataOptions):
 
     targets: list[str] = Field(default=[], description="variables to forecast (default: inputs)")
     window: WindowOptions = Field(description=WINDOW_HELP)
+    select: dict[str, list[str | int | float]] = Field(
+        default_factory=dict,
+        description="the series to keep, by their points along other dimensions, e.g. "
+        "{station: ['723170']} or {y: [85], x: [104]} (default: all)",
+    )
     time_features: list[Literal["annual", "daily"]] | Literal["auto"] = Field(
         default="auto",
         description="phases of the year and day as inputs (auto: the year for dated data, "
@@ -51,13 +56,39 @@ class SeriesOptions(DataOptions):
 @register_data_kind("series", SeriesOptions, "windows over series (data.window)")
 def build_series(dataset: xr.Dataset, options: SeriesOptions, context: DataContext) -> SplitData:
     return series_data(
-        dataset,
+        select_series(dataset, options.select),
         inputs=options.inputs,
         targets=options.targets or options.inputs,
         time_features=options.time_features,
         **options.window.arguments(),
         **options.split.arguments(),
     )
+
+
+def select_series(dataset: xr.Dataset, points: dict[str, list]) -> xr.Dataset:
+    """The series at the given points of the dimensions other than time."""
+    for dim, values in points.items():
+        if dim not in dataset.dims:
+            raise DataError(
+                f"data.select names '{dim}', which is not a dimension of the data "
+                f"{tuple(dataset.dims)}",
+                "select along a dimension the series are laid out on",
+            )
+        known = dataset[dim].values
+        absent = [v for v in values if not (known == np.asarray(v, dtype=known.dtype)).any()]
+        if absent or not values:
+            raise DataError(
+                f"data.select.{dim} asks for {absent or values}, and '{dim}' holds "
+                f"{_listing(known)}",
+                f"choose points '{dim}' has",
+            )
+        dataset = dataset.sel({dim: np.asarray(values, dtype=known.dtype)})
+    return dataset
+
+
+def _listing(values: np.ndarray, most: int = 8) -> str:
+    shown = ", ".join(repr(v) for v in values[:most].tolist())
+    return f"[{shown}{', ...' if len(values) > most else ''}] ({len(values)} points)"
 
 
 def chosen_features(times: np.ndarray, requested: list[str] | str) -> list[str]:
