@@ -31,8 +31,7 @@ SECTIONS = {
     "encoder_decoder_cases": "Inpainting, segmentation and volume-to-volume on real data",
     "stream_loader": "Data left on disk: loader throughput over training consumption (goal at "
     "least 3)",
-    "forecasting": "Forecasting real series: sequence models by lead, a peer library, "
-    "pretraining",
+    "forecasting": "Forecasting real series: sequence models by lead, a peer library, pretraining",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

@@ -108,7 +108,7 @@ def test_the_series_of_a_recipe_are_chosen_by_their_points(tmp_path):
     np.testing.assert_array_equal(
         data.train.y[:, :, 0], both.train.y[both.train.coords["series"] == 1][:, :, 0]
     )
-    with pytest.raises(DataError, match="'station' holds \['723170', '703165'\]"):
+    with pytest.raises(DataError, match=r"'station' holds \['723170', '703165'\]"):
         select_series(weather, {"station": ["1"]})
 
 

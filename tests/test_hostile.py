@@ -355,9 +355,7 @@ def option_of_another_task(p):
     return ["train", p.recipe(**{"task.dice_weight": 1.0})], "option of segmentation"
 
 
-def forecast_recipe(
-    p, window: str, task: str = "{name: forecasting}", select: str = "{}"
-) -> Path:
+def forecast_recipe(p, window: str, task: str = "{name: forecasting}", select: str = "{}") -> Path:
     return p.text_recipe(
         f"name: f\nout_dir: {p.root / 'runs'}\nmodel: {{name: lstm, width: 4}}\n"
         f"data: {{source: {p.stations}, inputs: [tas], window: {window}, select: {select}}}\n"

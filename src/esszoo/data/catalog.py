@@ -48,7 +48,9 @@ class CatalogEntry:
         return next(iter(self.files)).split("/")[0]
 
     def local_files(self) -> list[Path]:
-        return [cache_dir() / (self.folder or self.name) / Path(member).name for member in self.files]
+        return [
+            cache_dir() / (self.folder or self.name) / Path(member).name for member in self.files
+        ]
 
 
 CATALOG: dict[str, CatalogEntry] = {
