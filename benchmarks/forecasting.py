@@ -18,6 +18,8 @@ baselines, a peer library, and what pretraining buys.
   trained on that day from scratch; the next hour of rain (mm/h) on 19-20 May.
 - The built-in climate series (Nino 1+2, ONI, SOI, Mauna Loa CO2, HadCRUT5): an LSTM's
   Gaussian forecast against the same baselines, by CRPS.
+- Radar nowcasting: ConvLSTM (Shi et al. 2015) beside UNet3D on the same DWD frames,
+  with persistence and the task's regressions.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ MODELS = {
     "lstm": {"name": "lstm", "width": 64, "depth": 2},
     "seq2seq": {"name": "seq2seq", "width": 64, "depth": 2},
     "seq2seq_attention": {"name": "seq2seq_attention", "width": 64},
-    "transformer": {"name": "transformer", "width": 64, "depth": 2, "heads": 4},
+    "transformer": {"name": "transformer", "width": 64, "hidden": 256, "depth": 2, "heads": 4},
 }
 
 PRETRAINED = ("gpt", "bert")
@@ -79,6 +81,7 @@ def run(sections: list[str] | None = None) -> str:
         "temperature": temperature,
         "pretraining": pretraining,
         "series": climate_series,
+        "nowcast": nowcast,
     }
     with tempfile.TemporaryDirectory() as folder:
         return "\n\n".join(
@@ -180,6 +183,24 @@ def climate_series(folder: Path) -> str:
             ],
             rows,
         )
+    )
+
+
+def nowcast(folder: Path) -> str:
+    """ConvLSTM beside UNet3D on the same radar volumes, with the task's baselines."""
+    rows = []
+    for name in ("radar_nowcast_convlstm", "radar_nowcast_unet3d"):
+        run_dir = _train(read_yaml(ROOT / "recipes" / f"{name}.yaml"), folder)
+        with open(run_dir / "scores.csv") as handle:
+            for row in csv.DictReader(handle):
+                if row["predictor"].startswith("baseline") and name.endswith("unet3d"):
+                    continue  # the same baselines on the same windows as the ConvLSTM's
+                scores = [float(row[c]) for c in ("rmse", "mae", "corr")]
+                rows.append([row["predictor"], *scores, row.get("loses_to", "")])
+    return (
+        "Radar nowcasting: the next 30 minutes of rainfall from the last 30 "
+        "(recipes/radar_nowcast_convlstm.yaml and ..._unet3d.yaml; mm per 5 minutes)\n\n"
+        + table(["predictor", "RMSE", "MAE", "corr", "loses to"], rows)
     )
 
 

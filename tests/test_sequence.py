@@ -86,6 +86,16 @@ def test_encoder_and_decoder_layers_are_torchs_given_the_same_weights(norm_first
         )
 
 
+def test_decoding_one_step_at_a_time_from_cached_keys_is_the_whole_causal_pass():
+    torch.manual_seed(0)
+    layer = TransformerDecoderLayer(16, 4, 32, dropout=0.0).eval()
+    x, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    cache: dict = {}
+    steps = [layer(x[:, t : t + 1], memory, cache=cache) for t in range(5)]
+    torch.testing.assert_close(torch.cat(steps, 1), layer(x, memory))
+    assert cache["self"]["key"].shape[2] == 5 and cache["memory"]["key"].shape[2] == 7
+
+
 def test_additive_attention_weights_are_a_distribution_over_the_encoder_states():
     torch.manual_seed(0)
     attention = AdditiveAttention(query_width=5, key_width=7, width=9)

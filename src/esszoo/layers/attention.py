@@ -48,23 +48,36 @@ class MultiHeadAttention(nn.Module):
         *,
         causal: bool = False,
         padding: torch.Tensor | None = None,
+        cache: dict[str, torch.Tensor] | None = None,
+        fixed: bool = False,
     ) -> torch.Tensor:
         """Attend from `query` to `key` and `value` (self-attention where they are not
         given). ``causal``: position i sees positions <= i only (a decoder's mask, section
-        3.2.3); ``padding``: (batch, Tk), True at keys to ignore."""
+        3.2.3); ``padding``: (batch, Tk), True at keys to ignore.
+
+        ``cache``, for a decoder that runs one step at a time: a dict where the projected
+        keys and values stay between calls, so that a step projects its new positions
+        only. Keys and values of earlier steps are appended to (self-attention), or, with
+        ``fixed``, projected once and reused (attention to the encoder's output)."""
         key = query if key is None else key
         value = key if value is None else value
         batch, length, width = query.shape
-        q, k, v = (
-            self._split(self.query(query)),
-            self._split(self.key(key)),
-            self._split(self.value(value)),
-        )
+        q = self._split(self.query(query))
+        if cache is not None and fixed and "key" in cache:
+            k, v = cache["key"], cache["value"]
+        else:
+            k, v = self._split(self.key(key)), self._split(self.value(value))
+            if cache is not None and not fixed and "key" in cache:
+                k, v = torch.cat([cache["key"], k], 2), torch.cat([cache["value"], v], 2)
+        if cache is not None:
+            cache["key"], cache["value"] = k, v
         mask = None
         if padding is not None:
             mask = ~padding[:, None, None, :]  # (batch, 1, 1, Tk), True where attended
-        if causal:
-            seen = torch.ones(length, k.shape[2], dtype=torch.bool, device=q.device).tril()
+        if causal:  # the queries are the last `length` of the keys' positions
+            earlier = k.shape[2] - length
+            seen = torch.ones(length, k.shape[2], dtype=torch.bool, device=q.device)
+            seen = seen.tril(diagonal=earlier)
             mask = seen if mask is None else mask & seen
         # softmax(q k^T / sqrt(d_k)) v: (batch, heads, Tq, width / heads)
         attended = F.scaled_dot_product_attention(

@@ -122,19 +122,24 @@ class TransformerDecoderLayer(nn.Module):
         memory_position: torch.Tensor | None = None,
         causal: bool = True,
         memory_padding: torch.Tensor | None = None,
+        cache: dict[str, dict] | None = None,
     ) -> torch.Tensor:
         """x: (batch, Tq, width), the decoder's states; memory: (batch, Tk, width), the
         encoder's output. ``causal``: each output position sees the earlier ones only (the
-        autoregressive decoder); DETR's object queries see each other (causal=False)."""
+        autoregressive decoder); DETR's object queries see each other (causal=False).
+        ``cache``: a dict this layer keeps its keys and values in while it decodes one
+        step at a time (x then holds the new steps only)."""
+        own = None if cache is None else cache.setdefault("self", {})
+        encoder = None if cache is None else cache.setdefault("memory", {})
 
         def attend(y: torch.Tensor) -> torch.Tensor:
             keyed = _with(y, position)
-            return self.dropout(self.attention(keyed, keyed, y, causal=causal))
+            return self.dropout(self.attention(keyed, keyed, y, causal=causal, cache=own))
 
         def cross(y: torch.Tensor) -> torch.Tensor:
             keys = _with(memory, memory_position)
             attended = self.cross_attention(
-                _with(y, position), keys, memory, padding=memory_padding
+                _with(y, position), keys, memory, padding=memory_padding, cache=encoder, fixed=True
             )
             return self.dropout(attended)
 

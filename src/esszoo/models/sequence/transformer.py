@@ -103,14 +103,14 @@ class Transformer(nn.Module):
             if parameter.dim() > 1:
                 nn.init.xavier_uniform_(parameter)
 
-    def _positioned(self, embedded: torch.Tensor) -> torch.Tensor:
-        length = embedded.shape[1]
+    def _positioned(self, embedded: torch.Tensor, first: int = 0) -> torch.Tensor:
+        length = first + embedded.shape[1]
         if length > self.context:
             raise ModelError(
                 f"transformer encodes at most {self.context} positions, got {length}",
                 "shorten the window or build the model with a larger context",
             )
-        return self.dropout(embedded + self.positions[:length])
+        return self.dropout(embedded + self.positions[first:length])
 
     def encode(self, source: torch.Tensor) -> torch.Tensor:
         """Embedded source (batch, Ts, width) -> the encoder's output (batch, Ts, width)."""
@@ -119,11 +119,19 @@ class Transformer(nn.Module):
             h = layer(h)
         return h
 
-    def decode(self, target: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """Embedded target (batch, Tt, width), causally, attending to `memory`."""
-        h = self._positioned(target)
-        for layer in self.decoder:
-            h = layer(h, memory, causal=True)
+    def decode(
+        self,
+        target: torch.Tensor,
+        memory: torch.Tensor,
+        caches: list[dict] | None = None,
+        first: int = 0,
+    ) -> torch.Tensor:
+        """Embedded target (batch, Tt, width), causally, attending to `memory`. Decoding
+        step by step, `target` holds the steps from position `first` on, and `caches`
+        (one dict per layer) the keys and values of the steps before it."""
+        h = self._positioned(target, first)
+        for i, layer in enumerate(self.decoder):
+            h = layer(h, memory, causal=True, cache=None if caches is None else caches[i])
         return h
 
     def forward(self, x: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
@@ -142,8 +150,10 @@ class Transformer(nn.Module):
         if teacher is not None:  # one pass: the decoder reads the truth shifted right
             previous = torch.cat([start, teacher[:, :-1]], dim=1)  # (batch, horizon, out)
             return self.head(self.decode(self.embed_target(previous), memory))
-        steps = start
-        for _ in range(self.horizon):  # each step decoded from the ones before it
-            predicted = self.head(self.decode(self.embed_target(steps), memory)[:, -1:])
-            steps = torch.cat([steps, predicted], dim=1)
-        return steps[:, 1:]  # (batch, horizon, out_channels)
+        # each step decoded from the ones before it, whose keys and values stay cached
+        caches: list[dict] = [{} for _ in self.decoder]
+        steps = [start]
+        for position in range(self.horizon):
+            h = self.decode(self.embed_target(steps[-1]), memory, caches, first=position)
+            steps.append(self.head(h))
+        return torch.cat(steps[1:], dim=1)  # (batch, horizon, out_channels)
