@@ -9,9 +9,11 @@ two splits; a window with a missing value is dropped (and counted).
 Inputs are the input variables at the `past` steps, followed by time features where the
 data have dates: the phase of the year (and, for steps shorter than a day, of the day)
 as a sine and a cosine, which forecasters and Transformers for series take to know the
-season. Targets are the target variables (default: the inputs) at the `future` steps.
-x: (N, past, inputs + features), y: (N, future, targets); each window's coordinates are
-the time of its last input step, the times of its targets and its series.
+season; a cycle the training split does not hold whole is left out (one year's data
+trained on January to September would meet November's phase first in the test).
+Targets are the target variables (default: the inputs) at the `future` steps. x: (N,
+past, inputs + features), y: (N, future, targets); each window's coordinates are the
+time of its last input step, the times of its targets and its series.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ class SeriesOptions(DataOptions):
     )
     time_features: list[Literal["annual", "daily"]] | Literal["auto"] = Field(
         default="auto",
-        description="phases of the year and day as inputs (auto: the year for dated data, "
-        "and the day where steps are shorter than a day)",
+        description="phases of the year and day as inputs (auto: each cycle the steps "
+        "resolve and the training split holds whole)",
     )
 
 
@@ -91,8 +93,13 @@ def _listing(values: np.ndarray, most: int = 8) -> str:
     return f"[{shown}{', ...' if len(values) > most else ''}] ({len(values)} points)"
 
 
-def chosen_features(times: np.ndarray, requested: list[str] | str) -> list[str]:
-    """The time features of a run: those asked for, or by `auto` those the dates allow."""
+def chosen_features(
+    times: np.ndarray, requested: list[str] | str, training: np.ndarray | None = None
+) -> list[str]:
+    """The time features of a run: those asked for, or by `auto` the cycles that the
+    steps resolve and that the `training` times (default: all) hold whole, so that no
+    phase is first met in validation or test (a year's phase from one year's data,
+    trained on January to September, would be)."""
     dated = is_time(times)
     if requested != "auto":
         if requested and not dated:
@@ -105,7 +112,12 @@ def chosen_features(times: np.ndarray, requested: list[str] | str) -> list[str]:
     if not dated:
         return []
     step = _median_step_days(times)
-    return ["annual", "daily"] if step is not None and step < 1 else ["annual"]
+    index = _index(times if training is None else training)
+    if step is None or index is None:
+        return []
+    span = (index.max() - index.min()).total_seconds() / 86400 + step
+    cycles = {"annual": 365.0, "daily": 1.0}
+    return [name for name, days in cycles.items() if step < days / 2 and span >= days]
 
 
 def _median_step_days(times: np.ndarray) -> float | None:
@@ -194,11 +206,11 @@ def series_data(
         )
     values, others, points = as_series(arrays, split_dim)
     times = dataset[split_dim].values if split_dim in dataset.coords else np.arange(len(values))
-    features = chosen_features(times, time_features)
+    split = contiguous_split(times, split_dim, train, val, test)
+    features = chosen_features(times, time_features, times[split.indices("train")])
     phases = phase_features(times, features)
     x_columns = [names.index(n) for n in inputs]
     y_columns = [names.index(n) for n in targets]
-    split = contiguous_split(times, split_dim, train, val, test)
     tables, dropped = {}, {}
     for name in SPLITS:
         rows = np.arange(len(times))[split.indices(name)]
