@@ -11,7 +11,8 @@ baselines, a peer library, and what pretraining buys.
   with CRPS. A TMY3 file is one typical year: the test block (mid-November to December)
   holds months the training block (January to mid-September) never saw, so the calendar
   climatology falls back to the training mean there, and every model forecasts a season
-  it was not trained on.
+  it was not trained on; the models read the phase of the day, not of the year (whose
+  test values training never saw).
 - Pretraining on many series (recipes/pretrain_radolan_gpt.yaml, ..._bert.yaml: 107
   radar boxes, 10-16 May 2018) and fine-tuning on one day of one box
   (recipes/forecast_radolan_box_gpt.yaml, ..._bert.yaml), against the same forecaster
@@ -44,6 +45,7 @@ TEMPERATURE = {
         "source": "tmy3",
         "inputs": ["tas"],
         "window": {"past": PAST, "future": FUTURE},
+        "time_features": ["daily"],  # the phase of a year of which the test months are unseen
         "split": {"train": 0.7, "val": 0.15, "test": 0.15},
     },
     "task": {"name": "forecasting", "distribution": "gaussian"},
