@@ -65,6 +65,7 @@ def run_peer(
     model: str = "LSTM",
     past: int = PAST,
     future: int = FUTURE,
+    stride: int = 1,
     seed: int = 0,
     max_steps: int = 250,
     val_check_steps: int = 50,
@@ -90,7 +91,14 @@ def run_peer(
     # (they are inputs only: the targets y are the same with them)
     split = {"train": 0.7, "val": 0.15, "test": 0.15}
     data = series_data(
-        ds, inputs=["tas"], targets=["tas"], past=past, future=future, time_features=[], **split
+        ds,
+        inputs=["tas"],
+        targets=["tas"],
+        past=past,
+        future=future,
+        stride=stride,
+        time_features=[],
+        **split,
     )
     times = ds["time"].values
     values = ds["tas"].transpose("time", "station").values  # (time, station)
