@@ -2,12 +2,13 @@
 baselines, a peer library, and what pretraining buys.
 
 - Two days of hourly air temperature from the last week (TMY3, two stations, 8760
-  hours; split in time 70/15/15%, a window every 2 hours; at most 8 epochs each): LSTM, seq2seq without and with attention (the claim
-  of Bahdanau et al. 2015: a fixed-size summary of a long input loses what a long
-  forecast needs), and the Transformer, each a Gaussian forecast trained by its
-  likelihood, against persistence, the calendar-month-and-hour climatology and a linear
-  autoregression on the same windows, and neuralforecast's LSTM (benchmarks/forecast_peer.py)
-  where it is installed. RMSE (K) at leads 1, 6, 12, 24 and 48 hours, and over all leads
+  hours; split in time 70/15/15%, a window every 2 hours; at most 8 epochs each): LSTM,
+  seq2seq without and with attention (the claim of Bahdanau et al. 2015: a fixed-size
+  summary of a long input loses what a long forecast needs), and the Transformer, each
+  a Gaussian forecast trained by its likelihood, against persistence, the
+  calendar-month-and-hour climatology and a linear autoregression on the same windows,
+  and neuralforecast's LSTM (benchmarks/forecast_peer.py) where it is installed. RMSE
+  (K) at leads 1, 6, 12, 24 and 48 hours, and over all leads
   with CRPS. A TMY3 file is one typical year: the test block (mid-November to December)
   holds months the training block (January to mid-September) never saw, so the calendar
   climatology falls back to the training mean there, and every model forecasts a season
