@@ -104,14 +104,26 @@ def temperature(folder: Path) -> str:
         by_lead = _by_lead(run_dir)
         rows.append(_row(name, by_lead[name], seconds[name], _epochs(run_dir)))
         baselines = baselines or {k: v for k, v in by_lead.items() if k != name}
-    rows += [_row(name, scores, None, None) for name, scores in baselines.items()]
+    base = [_row(name, scores, None, None) for name, scores in baselines.items()]
+    # a model loses to the baselines better on CRPS (the headline), a peer without a
+    # spread to those better on RMSE
+    rows = [r + [_loses_to(r[7], {b[0]: b[7] for b in base})] for r in rows]
+    rows += [b + [""] for b in base]
     peer = _peer()
     if isinstance(peer, str):
         note = f"neuralforecast: {peer}"
     else:
-        rows += peer
+        rows += [r + [_loses_to(r[6], {b[0]: b[6] for b in base})] for r in peer]
         note = "neuralforecast's LSTM on the same windows (benchmarks/forecast_peer.py)"
-    header = ["forecaster", *(f"RMSE {h} h" for h in LEADS), "RMSE", "CRPS", "epochs", "s"]
+    header = [
+        "forecaster",
+        *(f"RMSE {h} h" for h in LEADS),
+        "RMSE",
+        "CRPS",
+        "epochs",
+        "s",
+        "loses to",
+    ]
     return (
         f"Hourly air temperature, the next {FUTURE} h from the last {PAST} h (TMY3, two "
         f"stations; K); {note}\n\n" + table(header, rows)
@@ -133,12 +145,20 @@ def pretraining(folder: Path) -> str:
             )
             if model == PRETRAINED[0] and start == "scratch":
                 baselines = {k: v for k, v in scores.items() if k != model}
-    rows += [["", name, s["rmse"], s["crps"], ""] for name, s in baselines.items()]
+    crps = {name: s["crps"] for name, s in baselines.items()}
+    rows = [r + [_loses_to(r[3], crps)] for r in rows]
+    rows += [["", name, s["rmse"], s["crps"], "", ""] for name, s in baselines.items()]
     return (
         "Rain rate of one 19 km radar box, the next hour from the last two (mm/h), after "
         "one day of training, from a model pretrained on 107 boxes or from scratch\n\n"
-        + table(["model", "start", "RMSE", "CRPS", "epochs"], rows)
+        + table(["model", "start", "RMSE", "CRPS", "epochs", "loses to (CRPS)"], rows)
     )
+
+
+def _loses_to(score: float, baselines: dict[str, float]) -> str:
+    """The baselines with a lower score, by name."""
+    better = [name.removeprefix("baseline: ") for name, b in baselines.items() if b < score]
+    return "; ".join(better)
 
 
 def climate_series(folder: Path) -> str:
