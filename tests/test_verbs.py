@@ -1,17 +1,20 @@
 """Every verb works for every task: train, evaluate, predict, compare and export (TorchScript
 and ONNX), through the command line, from small recipes on real data (TMY3 stations,
-OSTIA sea surface temperature, two days of DWD radar)."""
+OSTIA sea surface temperature, two days of DWD radar, climt's radiative-convective
+columns)."""
 
 from __future__ import annotations
 
 import csv
 import json
+from datetime import timedelta
 
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 
+from esszoo.data.simulated import simulate_rrtmg_columns
 from esszoo.data.source import open_source
 from tests.conftest import run_cli, tiny_recipe_dict, write_recipe
 
@@ -28,6 +31,13 @@ def files(tmp_path_factory, tmy3):
     radar = open_source("radolan").sel(time=RADAR_DAYS).coarsen(y=4, x=4, boundary="trim").mean()
     radar["rainfall_amount"].attrs = open_source("radolan")["rainfall_amount"].attrs
     radar.to_netcdf(folder / "radar.nc")
+    simulate_rrtmg_columns(
+        folder / "columns.nc",
+        runs=7,
+        days=0.25,
+        every=timedelta(hours=2),
+        spin_up=timedelta(hours=2),
+    )
     return folder
 
 
@@ -69,6 +79,17 @@ def recipe(folder, task: str) -> dict:
             },
             "task": {"name": "forecasting", "distribution": "gaussian"},
         },
+        "column_emulation": {
+            "model": {"name": "column_rnn", "hidden": 4},
+            "data": {
+                "source": str(folder / "columns.nc"),
+                "inputs": ["ta", "hus", "ts"],
+                "targets": ["tntrl", "rlut"],
+                "keep": ["phalf"],
+                "split": {"dim": "run", "train": 0.6, "val": 0.2, "test": 0.2},
+            },
+            "task": {"name": "column_emulation"},
+        },
         "inpainting": {
             "model": {"name": "pconv_unet", "encoder_layers": 2, "width": 4},
             "data": ostia | {"gaps": {"train": 1, "eval": 1}},
@@ -90,6 +111,7 @@ DATA = {
     "translation_pairs": "ostia.nc",
     "inpainting": "ostia.nc",
     "forecasting": "stations.nc",
+    "column_emulation": "columns.nc",
 }
 OUTPUTS = {
     "regression": {"pr"},
@@ -99,6 +121,7 @@ OUTPUTS = {
     "translation_pairs": {"surface_temperature"},
     "inpainting": {"surface_temperature", "surface_temperature_filled"},
     "forecasting": {"tas", "tas_std"},
+    "column_emulation": {"tntrl", "rlut"},
 }
 
 

@@ -44,7 +44,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> list[dict[str, Any
     _check_same_variables(predictor.description, data, run_dir)
     task = build_task(recipe, predictor.net)
     rows, _, _ = score_rows(task, predictor, data, split, model_label=task.label(recipe.model.name))
-    print_table(rows, f"{recipe.name}: {split} split ({len(data.tables[split])} samples)")
+    print_table(
+        rows,
+        f"{recipe.name}: {split} split ({len(data.tables[split])} samples)",
+        task.printed_scores,
+    )
     return rows
 
 
@@ -104,7 +108,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> l
     if write_path:
         write_csv(rows, write_path)
     title = f"{first.data.source}, test split ({len(test)} samples); us_per_sample on this CPU"
-    print_table(rows, title)
+    print_table(rows, title, task.printed_scores)
     return rows
 
 

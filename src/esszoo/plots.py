@@ -400,3 +400,70 @@ def reliability(curves: dict[str, list[tuple[float, float]]], path: Path) -> Non
     axis.grid(alpha=0.3)
     _save(figure, path)
     plt.close(figure)
+
+
+def errors_by_level(panels: dict, pressure, path: Path) -> None:
+    """For each profile variable, RMSE and bias against level (pressure, surface at the
+    bottom), one line per predictor, the truth's spread dashed beside the RMSE."""
+    import numpy as np
+
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(panels), 2, figsize=(10, 4.5 * len(panels)), squeeze=False)
+    for row, (variable, (curves, spread)) in zip(axes, panels.items(), strict=True):
+        height = pressure if pressure is not None else np.arange(len(spread))
+        for name, (rmse, bias) in curves.items():
+            row[0].plot(rmse, height, marker=".", label=name)
+            row[1].plot(bias, height, marker=".", label=name)
+        row[0].plot(spread, height, "k--", label="truth's spread (std)")
+        row[0].set_xscale("log")
+        row[1].axvline(0.0, color="grey", lw=0.8)
+        for axis, score in zip(row, ("RMSE", "bias"), strict=True):
+            axis.set_xlabel(f"{variable.name} {score} ({variable.units})")
+            axis.set_ylabel("pressure (hPa)" if pressure is not None else "level")
+            if pressure is not None:
+                axis.invert_yaxis()
+            axis.grid(alpha=0.3)
+        row[0].legend(fontsize=7)
+    _save(figure, path)
+    plt.close(figure)
+
+
+def online_profiles(dataset, path: Path) -> None:
+    """The coupled runs over time: column-mean temperature and humidity differences
+    (emulator minus RRTMG) by day and pressure, and both runs' last profiles."""
+    import numpy as np
+
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 4, figsize=(18, 4.5))
+    pressure = dataset["pressure"].values
+    days = dataset["day"].values
+    emulator, reference = dataset.sel(model="emulator"), dataset.sel(model="RRTMG")
+    panels = [
+        ((emulator["ta"] - reference["ta"]).mean("column"), "temperature, emulator - RRTMG (K)"),
+        (
+            100 * (emulator["hus"] / reference["hus"] - 1).mean("column"),
+            "humidity, emulator / RRTMG - 1 (%)",
+        ),
+    ]
+    for axis, (difference, title) in zip(axes[:2], panels, strict=True):
+        values = difference.transpose("level", "day").values
+        limit = float(np.nanmax(np.abs(values))) or 1.0
+        image = axis.pcolormesh(days, pressure, values, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        figure.colorbar(image, ax=axis)
+        axis.invert_yaxis()
+        axis.set_xlabel("simulated day")
+        axis.set_ylabel("pressure (hPa)")
+        axis.set_title(title, fontsize=9)
+    last = int(np.flatnonzero(np.isfinite(emulator["ta"].values).all(axis=(1, 2)))[-1])
+    for axis, name, label in ((axes[2], "ta", "temperature (K)"), (axes[3], "hus", "humidity")):
+        for column in range(dataset.sizes["column"]):
+            for model, style in (("RRTMG", "-"), ("emulator", "--")):
+                profile = dataset[name].sel(model=model).isel(day=last, column=column)
+                axis.plot(profile, pressure, style, color=f"C{column % 10}", lw=1)
+        axis.invert_yaxis()
+        axis.set_xlabel(label)
+        axis.set_title(f"day {days[last]}: RRTMG (solid), emulator (dashed)", fontsize=9)
+        if name == "hus":
+            axis.set_xscale("log")
+    _save(figure, path)
+    plt.close(figure)

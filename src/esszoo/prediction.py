@@ -40,21 +40,32 @@ def _inputs(dataset: xr.Dataset, trained: list[Variable], notes: list[str]) -> l
             f"on {names} and the data hold {sorted(map(str, dataset.data_vars))}",
             "give data with the same variables (rename them with xarray if only names differ)",
         )
+    # the dimensions of a sample: the first input's, less its vertical (a profile's levels)
+    first = dataset[names[0]]
+    sample_dims = [d for d in first.dims if d != trained[0].vertical]
     arrays = []
     for variable in trained:
         array = dataset[variable.name]
-        if set(array.dims) != set(dataset[names[0]].dims):
+        vertical = [variable.vertical] if variable.vertical else []
+        if set(array.dims) != set(sample_dims) | set(vertical):
             raise DataError(
                 f"variable '{array.name}' has dimensions {tuple(array.dims)} but "
-                f"'{names[0]}' has {tuple(dataset[names[0]].dims)}",
+                f"{'a profile along ' + repr(vertical[0]) + ' over ' if vertical else ''}"
+                f"the samples {tuple(sample_dims)} of '{names[0]}' were expected",
                 "all inputs must share one grid",
+            )
+        if vertical and array.sizes[vertical[0]] != variable.levels:
+            raise DataError(
+                f"profile '{array.name}' has {array.sizes[vertical[0]]} {vertical[0]}s; the "
+                f"model was trained on {variable.levels}",
+                "give the profiles on the model's levels (interpolate them first)",
             )
         units = str(array.attrs.get("units", ""))
         convert = converter(units, variable.units, variable.name) if variable.units else None
         if convert is not None:
             notes.append(f"'{variable.name}' converted from {units} to {variable.units}")
             array = convert(array).assign_attrs(array.attrs | {"units": variable.units})
-        arrays.append(array.transpose(*dataset[names[0]].dims))
+        arrays.append(array.transpose(*sample_dims, *vertical))
     return arrays
 
 
@@ -122,7 +133,10 @@ def _beyond_bounds(
     targets; a note for each that did."""
     if "outputs" not in counts:
         return []
-    channels = [Variable.from_dict(v) for v in description["outputs"]]
+    # one channel per output, or per level of a profile
+    channels = [
+        v for v in map(Variable.from_dict, description["outputs"]) for _ in range(v.levels or 1)
+    ]
     notes = []
     for variable in dict.fromkeys(v.name for v in channels):
         if variable not in predicted.data_vars:

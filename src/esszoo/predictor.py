@@ -185,7 +185,9 @@ class Predictor(nn.Module):
     def bound(self, targets: Sequence[Variable]) -> Predictor:
         """Clip the outputs to the physical bounds of the target variables, where any has
         bounds: one output channel per target, or a group of them per parameter of a
-        distribution (each quantile bounded alike; a gaussian's scale is not a value)."""
+        distribution (each quantile bounded alike; a gaussian's scale is not a value). A
+        profile's channels (one per level) share its bounds."""
+        targets = [v for v in targets for _ in range(v.levels or 1)]  # a profile: per level
         if any(v.bounded for v in targets):
             lower = [-math.inf if v.valid_min is None else v.valid_min for v in targets]
             upper = [math.inf if v.valid_max is None else v.valid_max for v in targets]

@@ -233,8 +233,11 @@ def task_inputs(table: Any) -> tuple[torch.Tensor, ...]:
     return (table.x,) if table.mask is None else (table.x, table.mask)
 
 
-def print_table(rows: list[dict[str, Any]], title: str) -> None:
-    """A table of score rows on the terminal."""
+def print_table(
+    rows: list[dict[str, Any]], title: str, scores: tuple[str, ...] | None = None
+) -> None:
+    """A table of score rows on the terminal; only `scores` (and the predictor, run and
+    verdict columns) where a task names the few that fit a terminal."""
     from rich.console import Console
     from rich.table import Table
 
@@ -243,7 +246,9 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     columns = [
         key
         for key in dict.fromkeys(key for row in rows for key in row)
-        if key not in ("split", "samples", "units") and not key.startswith("recall_")
+        if key not in ("split", "samples", "units")
+        and not key.startswith("recall_")
+        and (scores is None or key in ("run", "predictor", "us_per_sample", "loses_to", *scores))
     ]
     units = next((row["units"] for row in rows if row.get("units")), "")
     for column in columns:

@@ -24,7 +24,7 @@ from esszoo.data.batches import TensorBatches
 from esszoo.errors import RunError
 from esszoo.fileio import atomic_path, write_text
 from esszoo.recipe import Recipe, load_recipe
-from esszoo.registry import create_model, model_card
+from esszoo.registry import create_model, model_arguments, model_card
 from esszoo.run import (
     RECIPE_FILE,
     RunLock,
@@ -346,7 +346,10 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     takes_mask = "mask" in model_card(recipe.model.name).inputs or bool(
         arguments.get("partial_conv")
     )
-    shape = task_class(recipe.task.name).model_shape(data, takes_mask, recipe.task)
+    task_type = task_class(recipe.task.name)
+    shape = task_type.model_shape(data, takes_mask, recipe.task)
+    taken = model_arguments(recipe.model.name)
+    shape = {k: v for k, v in shape.items() if k in taken or k not in task_type.optional_shape}
     net = create_model(recipe.model.name, **shape, **arguments)
     if recipe.init_from and not resume:
         report = init_from_checkpoint(net, recipe.init_from, data.inputs)
@@ -407,7 +410,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
     write_csv(rows, run_dir / "scores.csv")
     plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)
     task.plot(predictions, truth, data, run_dir / task.plot_file)
-    print_table(rows, f"{recipe.name}: test split ({len(data.test)} samples)")
+    print_table(rows, f"{recipe.name}: test split ({len(data.test)} samples)", task.printed_scores)
     print(f"run written to {run_dir}")
     print(f"maps and plots: {run_dir / task.plot_file}, {run_dir / 'loss_curve.png'}")
     return run_dir

@@ -42,6 +42,9 @@ class CatalogEntry:
     citation: str
     description: str
     folder: str = ""  # the cache folder, where entries share files (default: the name)
+    # "module:function" that makes the file by running a model here (path, log), instead
+    # of taking it from the package's wheel; its output is not pinned by a sum
+    simulator: str = ""
 
     @property
     def import_name(self) -> str:
@@ -78,6 +81,28 @@ CATALOG: dict[str, CatalogEntry] = {
             "NREL/TP-581-43156, National Renewable Energy Laboratory, Golden, CO.",
             description="8760 hours x 2 stations: air temperature, dew point, pressure, "
             "relative and specific humidity, radiation, wind, observed liquid precipitation",
+        ),
+        CatalogEntry(
+            name="rrtmg_columns",
+            title="States of climt's radiative-convective columns with their RRTMG radiation",
+            package="climt",
+            version="0.31.0",
+            files={"rrtmg_columns_v1.nc": ""},
+            simulator="esszoo.data.simulated:simulate_rrtmg_columns",
+            reader="esszoo.data.readers:read_netcdf",
+            source="simulated here with climt 0.31.0 (RRTMG longwave and shortwave, Emanuel "
+            "convection, SimplePhysics, fixed SST): 144 independent runs of 12 days, states "
+            "every 3 hours after the first day, each with one perturbed copy",
+            licence="climt and RRTMG: BSD-3-Clause; the simulated states: CC0",
+            citation="Monteiro, J. M., McGibbon, J. and Caballero, R. (2018). sympl (v. 0.4.0) "
+            "and climt (v. 0.15.3) - towards a flexible framework for building model "
+            "hierarchies in Python. Geosci. Model Dev. 11, 3781-3794; Iacono, M. J. et al. "
+            "(2008). Radiative forcing by long-lived greenhouse gases: calculations with the "
+            "AER radiative transfer models. J. Geophys. Res. 113, D13103.",
+            description="144 runs x 88 times x 2 (state, perturbed copy) columns of 30 "
+            "levels: temperature, humidity, ozone, pressure, surface temperature, CO2, albedo, "
+            "cosine of the solar zenith angle; RRTMG heating rates (K day-1) and fluxes "
+            "(W m-2) on every column",
         ),
         CatalogEntry(
             name="mnist5k",
@@ -335,6 +360,8 @@ def sha256(path: Path) -> str:
 
 def is_cached(name: str) -> bool:
     data_set = entry(name)
+    if data_set.simulator:
+        return all(path.is_file() for path in data_set.local_files())
     return all(
         path.is_file() and sha256(path) == expected
         for path, expected in zip(data_set.local_files(), data_set.files.values(), strict=True)
@@ -347,6 +374,8 @@ def fetch(name: str, log: Callable[[str], None] | None = None) -> list[Path]:
     if is_cached(name):
         return data_set.local_files()
     say = log or (lambda message: None)
+    if data_set.simulator:
+        return _simulate(data_set, say)
     members = _from_installed_package(data_set)
     if members is None:
         say(f"downloading {data_set.package}=={data_set.version} from the package index")
@@ -365,6 +394,16 @@ def fetch(name: str, log: Callable[[str], None] | None = None) -> list[Path]:
         write_bytes(path, content)
     say(f"{name}: {len(data_set.files)} file(s) in {cache_dir() / name}")
     return data_set.local_files()
+
+
+def _simulate(data_set: CatalogEntry, say: Callable[[str], None]) -> list[Path]:
+    """Make a simulated data set by running its model (once; then it is cached)."""
+    (path,) = data_set.local_files()
+    say(f"{data_set.name}: not cached; simulating it with {data_set.package} (once)")
+    module, function = data_set.simulator.split(":")
+    getattr(importlib.import_module(module), function)(path, log=say)
+    say(f"{data_set.name}: {path}")
+    return [path]
 
 
 def _from_installed_package(data_set: CatalogEntry) -> dict[str, bytes] | None:

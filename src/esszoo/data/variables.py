@@ -21,6 +21,9 @@ class Variable:
     long_name: str = ""
     valid_min: float | None = None
     valid_max: float | None = None
+    # a profile (`esszoo.data.columns`): its vertical dimension and how many levels it has
+    vertical: str | None = None
+    levels: int | None = None
 
     def to_dict(self) -> dict[str, str | float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -43,7 +46,8 @@ class Variable:
         )
 
     def attrs(self) -> dict[str, str | float]:
-        return {k: v for k, v in self.to_dict().items() if v not in ("", None) and k != "name"}
+        skip = ("name", "vertical", "levels")
+        return {k: v for k, v in self.to_dict().items() if v not in ("", None) and k not in skip}
 
     @property
     def bounded(self) -> bool:

@@ -20,6 +20,7 @@ BUILTIN_MODULES = (
     "esszoo.tasks.translation",
     "esszoo.tasks.inpainting",
     "esszoo.tasks.forecasting",
+    "esszoo.tasks.column_emulation",
 )
 DEFAULT_TASK = "regression"
 

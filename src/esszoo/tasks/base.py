@@ -50,6 +50,11 @@ class Task(L.LightningModule):
     plot_file: ClassVar[str] = "prediction_vs_truth.png"
     # the score a model is judged by against its baselines: (score, "lower" or "higher")
     headline: ClassVar[tuple[str, str]] = ("rmse", "lower")
+    # constructor arguments of `model_shape` that only some models take (the layout of a
+    # column for vertically aware models): given to the models that take them
+    optional_shape: ClassVar[tuple[str, ...]] = ()
+    # the scores the terminal's table shows (None: all; scores.csv always holds all)
+    printed_scores: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, net: nn.Module, options: TaskOptions, trainer: TrainerOptions):
         super().__init__()

@@ -2,6 +2,7 @@
 
 from esszoo.models.sequence import (
     bert,  # noqa: F401
+    column_rnn,  # noqa: F401
     convlstm,  # noqa: F401
     gpt,  # noqa: F401
     gru,  # noqa: F401

@@ -1,0 +1,201 @@
+"""RRTMG through climt, the radiative-convective columns that make its data, and the
+column emulators learned from them: a handful of columns, a few steps."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import esszoo
+from esszoo.data.columns import column_data
+from esszoo.errors import DataError
+from esszoo.physics import radiation
+from esszoo.physics.column_model import ColumnBlowUp, ColumnModel, draw_columns
+from tests.conftest import run_cli, write_recipe
+
+
+@pytest.fixture(scope="module")
+def columns() -> xr.Dataset:
+    """Six columns of the host model after two hours: real RRTMG inputs."""
+    model = ColumnModel(draw_columns(6, seed=3))
+    for _ in range(12):
+        model.step()
+    return model.columns()
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory) -> Path:
+    from esszoo.data.simulated import simulate_rrtmg_columns
+
+    path = tmp_path_factory.mktemp("rrtmg") / "columns.nc"
+    return simulate_rrtmg_columns(
+        path, runs=7, days=0.5, every=timedelta(hours=3), spin_up=timedelta(hours=3)
+    )
+
+
+def budget_residual(band: str, out: xr.Dataset, columns: xr.Dataset) -> np.ndarray:
+    net = radiation.net_flux_into_atmosphere(band, lambda name: out[name].values.astype(float))
+    heating = out[radiation.HEATING[band]].values.astype(float)
+    return radiation.column_energy_residual(heating, columns["phalf"].values, net)
+
+
+def test_rrtmg_heats_and_cools_with_units_and_closes_its_energy_budget(columns):
+    longwave = radiation.rrtmg_longwave(columns)
+    shortwave = radiation.rrtmg_shortwave(columns)
+    assert longwave["tntrl"].dims == ("column", "level")
+    assert longwave["rld"].dims == ("column", "interface")
+    assert longwave["tntrl"].attrs["units"] == "K day-1"
+    assert shortwave["rsds"].attrs["units"] == "W m-2"
+    # the atmosphere cools to space in the longwave; the Earth emits 150-500 W m-2
+    assert longwave["tntrl"].mean() < 0
+    assert ((longwave["rlut"] > 150) & (longwave["rlut"] < 350)).all()
+    # at the top the Sun delivers 1367 W m-2 times the cosine of its zenith angle
+    sun = 1367.0 * columns["coszen"].clip(min=0).values
+    np.testing.assert_allclose(shortwave["rsdt"].values, sun, atol=0.5)
+    assert np.abs(budget_residual("longwave", longwave, columns)).max() < 0.01
+    assert np.abs(budget_residual("shortwave", shortwave, columns)).max() < 0.01
+
+
+def test_a_column_gets_the_same_radiation_alone_as_in_a_batch(columns):
+    batch = radiation.rrtmg_longwave(columns)
+    alone = radiation.rrtmg_longwave(columns.isel(column=[4]))
+    np.testing.assert_array_equal(alone["tntrl"].values[0], batch["tntrl"].values[4])
+
+
+def test_units_that_convert_are_converted(columns):
+    in_hpa = columns.assign(
+        pfull=(columns["pfull"] / 100).assign_attrs(units="hPa"),
+        phalf=(columns["phalf"] / 100).assign_attrs(units="hPa"),
+        co2=(columns["co2"] * 1e6).assign_attrs(units="ppm"),
+    )
+    np.testing.assert_allclose(
+        radiation.rrtmg_longwave(in_hpa)["rlut"],
+        radiation.rrtmg_longwave(columns)["rlut"],
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda c: c.drop_vars("o3"), "no 'o3'"),
+        (
+            lambda c: c.isel(level=slice(None, None, -1), interface=slice(None, None, -1)),
+            "upside down",
+        ),
+        (lambda c: c.assign(hus=c["hus"].assign_attrs(units="K")), "cannot be converted"),
+        (lambda c: c.assign(ta=(c["ta"] - 273.15).assign_attrs(units="K")), "spans"),
+        (lambda c: c.assign(phalf=c["phalf"].where(c.interface != 0, 500.0)), "surface pressure"),
+        (lambda c: c.assign(ta=c["ta"].where(c.level != 3, np.nan)), "NaN"),
+    ],
+    ids=["missing ozone", "upside down", "wrong units", "celsius as K", "surface above top", "NaN"],
+)
+def test_bad_columns_get_one_clear_line(columns, change, fragment):
+    with pytest.raises(DataError, match=fragment) as error:
+        radiation.rrtmg_longwave(change(columns))
+    assert "\n" not in str(error.value)
+
+
+def test_a_blown_up_column_stops_the_model_before_rrtmg_sees_it():
+    model = ColumnModel(draw_columns(3, seed=1))
+    model.state["air_temperature"].values[5, 0, 1] = 900.0
+    with pytest.raises(ColumnBlowUp, match=r"column\(s\) \[1\]"):
+        for _ in range(6):
+            model.step()
+
+
+def test_the_simulated_data_are_cf_columns_of_independent_runs(simulated):
+    data = xr.open_dataset(simulated)
+    assert dict(data.sizes) == {
+        "run": 7,
+        "time": 4,
+        "perturbation": 2,
+        "level": 30,
+        "interface": 31,
+    }
+    assert data["tntrl"].dims == ("run", "time", "perturbation", "level")
+    assert data["ta"].attrs["standard_name"] == "air_temperature"
+    assert {"run_sst", "run_co2"} <= set(data.coords)
+    # the perturbed copy differs from its state; its radiation was computed for it
+    assert np.abs(data["ta"].sel(perturbation=1) - data["ta"].sel(perturbation=0)).max() > 0.5
+    assert (data["tntrl"].sel(perturbation=1) != data["tntrl"].sel(perturbation=0)).any()
+    split = column_data(
+        data, inputs=["ta", "ts"], targets=["tntrl", "rlut"], keep=["phalf"], split_dim="run"
+    )
+    runs = {name: set(np.arange(7)[split.split.indices(name)]) for name in ("train", "val", "test")}
+    assert not (runs["train"] & runs["test"]) and not (runs["val"] & runs["test"])
+    # profiles first, a level after another, then the scalars
+    assert split.train.x.shape[1] == 31 and split.train.y.shape[1] == 31
+    assert [v.levels for v in split.inputs] == [30, None]
+    assert split.train.coords["phalf"].shape[1] == 31
+
+
+def emulator_recipe(tmp_path: Path, source: Path, **model) -> Path:
+    recipe = {
+        "name": "lw",
+        "model": model or {"name": "mlp", "depth": 2, "width": 32},
+        "data": {
+            "source": str(source),
+            "inputs": ["ta", "hus", "o3", "pfull", "ts", "co2"],
+            "targets": ["tntrl", "rlds", "rlus", "rlut"],
+            "keep": ["phalf"],
+            "split": {"dim": "run", "train": 0.6, "val": 0.2, "test": 0.2},
+        },
+        "task": {"name": "column_emulation"},
+        "trainer": {"max_epochs": 2, "batch_size": 16, "progress_bar": False, "precision": "32"},
+        "out_dir": str(tmp_path / "runs"),
+    }
+    return write_recipe(tmp_path / "lw.yaml", recipe)
+
+
+def test_an_emulator_is_scored_by_variable_and_level_with_its_energy_check(
+    simulated, tmp_path, capsys
+):
+    status, out, err = run_cli(["train", emulator_recipe(tmp_path, simulated)], capsys)
+    assert status == 0, err
+    run = tmp_path / "runs" / "lw"
+    scores = (run / "scores.csv").read_text()
+    for score in ("profile_rmse", "tntrl_bias", "rlut_rmse", "energy_rmse"):
+        assert score in scores
+    by_level = (run / "scores_by_level.csv").read_text().splitlines()
+    assert by_level[0].startswith("variable,units,level,pressure_hPa,predictor,rmse,bias")
+    assert len(by_level) == 1 + 30 * 2  # 30 levels, the model and its baseline
+    assert (run / "errors_by_level.png").is_file()
+    # predictions keep the columns' dimensions, profiles along their level
+    data = xr.open_dataset(simulated).isel(run=[0, 1])
+    predicted = esszoo.predict(run, data)
+    assert predicted["tntrl"].dims == ("run", "time", "perturbation", "level")
+    assert predicted["rlut"].dims == ("run", "time", "perturbation")
+    assert predicted["tntrl"].attrs["units"] == "K day-1"
+
+
+def test_the_recurrent_emulator_gets_the_columns_layout(simulated, tmp_path, capsys):
+    recipe = emulator_recipe(tmp_path, simulated, name="column_rnn", hidden=8)
+    status, out, err = run_cli(["train", recipe], capsys)
+    assert status == 0, err
+    arguments = esszoo.load(tmp_path / "runs" / "lw").description["model"]["arguments"]
+    assert arguments | {"levels": 30, "profile_inputs": 4, "profile_outputs": 1} == arguments
+
+
+def test_profiles_on_other_levels_get_one_line(simulated, tmp_path, capsys):
+    status, _, err = run_cli(["train", emulator_recipe(tmp_path, simulated)], capsys)
+    assert status == 0, err
+    data = xr.open_dataset(simulated).isel(run=[0], level=slice(0, 20))
+    data.to_netcdf(tmp_path / "coarse.nc")
+    status, _, err = run_cli(
+        [
+            "predict",
+            tmp_path / "runs" / "lw",
+            "--data",
+            tmp_path / "coarse.nc",
+            "--out",
+            tmp_path / "out.nc",
+        ],
+        capsys,
+    )
+    assert status == 2 and "20 levels" in err and "trained on 30" in err
+    assert not (tmp_path / "out.nc").exists()
