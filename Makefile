@@ -25,8 +25,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/esszoo train recipes/inpaint_ostia.yaml --overwrite
 
-# The first example of the tour: an MLP (and a hybrid) emulating hand-written physics.
+# The first example of the tour: networks that replace physics. First the expensive case,
+# RRTMG radiation (climt), emulated and then run online in RRTMG's place for 30 days;
+# then the cheap case, a hand-written condensation scheme, and its hybrid.
 demo-emulator: $(VENV)/.installed
+	$(BIN)/esszoo train recipes/emulate_rrtmg_lw.yaml --overwrite
+	$(BIN)/esszoo train recipes/emulate_rrtmg_sw.yaml --overwrite
+	$(BIN)/esszoo couple runs/emulate_rrtmg_lw runs/emulate_rrtmg_sw --days 30
 	$(BIN)/esszoo train recipes/emulate_precip.yaml --overwrite
 	$(BIN)/esszoo train recipes/emulate_precip_hybrid.yaml --overwrite
 	$(BIN)/esszoo compare runs/emulate_precip runs/emulate_precip_hybrid

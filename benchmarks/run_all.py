@@ -32,6 +32,7 @@ SECTIONS = {
     "stream_loader": "Data left on disk: loader throughput over training consumption (goal at "
     "least 3)",
     "forecasting": "Forecasting real series: sequence models by lead, a peer library, pretraining",
+    "radiation": "RRTMG emulated: accuracy, time per column against RRTMG, 100 days online",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

@@ -199,3 +199,28 @@ def test_profiles_on_other_levels_get_one_line(simulated, tmp_path, capsys):
     )
     assert status == 2 and "20 levels" in err and "trained on 30" in err
     assert not (tmp_path / "out.nc").exists()
+
+
+def test_an_exported_emulator_runs_in_rrtmgs_place_inside_climt(simulated, tmp_path, capsys):
+    status, _, err = run_cli(["train", emulator_recipe(tmp_path, simulated)], capsys)
+    assert status == 0, err
+    run = tmp_path / "runs" / "lw"
+    status, out, err = run_cli(
+        ["couple", run, "--days", "1", "--columns", "2", "--out", tmp_path / "online"], capsys
+    )
+    assert status == 0, err
+    assert (run / "model.pt").is_file()  # coupled through its TorchScript export
+    online = xr.open_dataset(tmp_path / "online" / "online.nc")
+    assert online["ta"].dims == ("model", "day", "column", "level")
+    assert list(online["model"].values) == ["RRTMG", "emulator"]
+    assert np.isfinite(online["ta"]).all()
+    # one day apart from one start: the runs differ, and by less than a day's heating
+    difference = np.abs(online["ta"].sel(model="emulator") - online["ta"].sel(model="RRTMG"))
+    assert 0 < float(difference.max()) < 10
+    assert (tmp_path / "online" / "online.png").is_file()
+    assert "ta_rmse_K" in (tmp_path / "online" / "online_drift.csv").read_text()
+
+
+def test_coupling_a_run_that_is_no_radiation_emulator_gets_one_line(trained_run, capsys):
+    status, _, err = run_cli(["couple", trained_run, "--days", "1"], capsys)
+    assert status == 2 and "heating rate" in err and len(err.strip().splitlines()) == 1

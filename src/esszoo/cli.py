@@ -248,6 +248,27 @@ def export(
     print(f"wrote {path} (reproduces esszoo within {error:.2g}; tolerance {TOLERANCE})")
 
 
+@app.command()
+def couple(
+    runs: Annotated[
+        list[Path], typer.Argument(help="emulator runs: a longwave one, a shortwave one, or both")
+    ],
+    days: Annotated[int, typer.Option(min=1, help="simulated days")] = 100,
+    columns: Annotated[int, typer.Option(min=1, help="column climates, drawn afresh")] = 8,
+    format: Annotated[str, typer.Option("--format", help="torchscript or onnx")] = "torchscript",
+    out: Annotated[Path | None, typer.Option(help="folder (default FIRST_RUN/online)")] = None,
+) -> None:
+    """Run climt's radiative-convective columns with the exported emulators in RRTMG's
+    place, beside RRTMG from the same start: drift, stability, wall time per day."""
+    _quiet()
+    from esszoo.coupling import couple as couple_runs
+
+    folder = couple_runs(runs, days=days, columns=columns, format=format, out=out)
+    print((folder / "online_drift.csv").read_text().strip())
+    print((folder / "online_cost.csv").read_text().strip())
+    print(f"profiles over time: {folder / 'online.png'}; daily means: {folder / 'online.nc'}")
+
+
 def main() -> None:
     """Entry point of the `esszoo` command."""
     try:

@@ -150,8 +150,10 @@ def _description(run: Path) -> dict[str, Any]:
 
 def _exported(run: Path, format: str):  # noqa: ANN202 (a callable on float32 tensors)
     """The run's exported model as a function (N, features) -> (N, outputs) numpy."""
-    from esszoo.export import SUFFIX, export_run
+    from esszoo.export import FORMATS, SUFFIX, export_run
 
+    if format not in FORMATS:
+        raise RunError(f"unknown export format '{format}'", f"choose one of {FORMATS}")
     path = run / f"model{SUFFIX[format]}"
     if not path.is_file():
         export_run(run, format)
@@ -295,7 +297,7 @@ def _as_dataset(
         },
         coords={
             "model": list(results),
-            "day": ("day", np.arange(1, days + 1), {"units": "days since start"}),
+            "day": ("day", np.arange(1, days + 1), {"long_name": "simulated day from the start"}),
             "level": np.arange(levels),
             "pressure": ("level", sigma * pressure.mean() / 100.0, {"units": "hPa"}),
             **settings.as_coords("column"),
