@@ -209,3 +209,13 @@ def test_predictor_normalizes_and_restores_units():
     with torch.no_grad():
         expected = net(torch.tensor([[1.0, 1.0]])) * 3.0 + 100.0
         assert torch.allclose(predictor(x), expected)
+
+
+def test_an_export_is_refused_where_it_strays_beyond_float32_noise():
+    from esszoo.export import ExportError, _check
+
+    expected = torch.tensor([[250.0, 0.0], [300.0, 2.0]])  # a flux and a heating rate
+    # float32 noise: 1e-4 of the value, or of the channel's size where the value is zero
+    assert _check(expected + torch.tensor([[0.02, 8e-5], [0.02, 1e-4]]), expected, "onnx")
+    with pytest.raises(ExportError, match="differs from esszoo"):
+        _check(expected + torch.tensor([[0.0, 0.01], [0.0, 0.0]]), expected, "onnx")

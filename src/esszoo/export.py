@@ -27,7 +27,7 @@ from esszoo.tasks import DEFAULT_TASK, task_class
 FORMATS = ("torchscript", "onnx")
 INPUT_NAMES = ("x", "mask")  # the forward's arguments, in order (see ModelCard.inputs)
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
-# |exported - esszoo| <= atol + rtol * |esszoo|, elementwise, in output units
+# |exported - esszoo| <= atol + rtol * (|esszoo| + its channel's mean |esszoo|), in output units
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
 
@@ -84,7 +84,10 @@ def export_run(
 
 def _check(reproduced: torch.Tensor, expected: torch.Tensor, format: str) -> float:
     difference = (reproduced - expected).abs()
-    allowed = TOLERANCE["atol"] + TOLERANCE["rtol"] * expected.abs()
+    # relative to the value, or to the output channel's typical size where the value is
+    # near zero (a heating rate crossing zero keeps the float32 error of its channel)
+    channel_size = expected.abs().mean(dim=0, keepdim=True) if expected.dim() > 1 else 0.0
+    allowed = TOLERANCE["atol"] + TOLERANCE["rtol"] * (expected.abs() + channel_size)
     if not bool((difference <= allowed).all()):
         raise ExportError(
             f"the {format} export differs from esszoo by up to {float(difference.max()):.3g}, "
