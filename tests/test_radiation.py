@@ -224,3 +224,12 @@ def test_an_exported_emulator_runs_in_rrtmgs_place_inside_climt(simulated, tmp_p
 def test_coupling_a_run_that_is_no_radiation_emulator_gets_one_line(trained_run, capsys):
     status, _, err = run_cli(["couple", trained_run, "--days", "1"], capsys)
     assert status == 2 and "heating rate" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_hybrid_of_columns_is_refused_with_one_line(simulated, tmp_path, capsys):
+    recipe = emulator_recipe(tmp_path, simulated)
+    status, _, err = run_cli(
+        ["train", recipe, "task.residual_of=cheap_mixed_column_precipitation"], capsys
+    )
+    assert status == 2 and "residual_of" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "lw").exists()

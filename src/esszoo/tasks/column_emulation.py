@@ -38,6 +38,7 @@ from pydantic import Field
 from esszoo.data.columns import column_layout, features, slices
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.variables import Variable, load_values
+from esszoo.errors import RecipeError
 from esszoo.physics.radiation import column_energy_residual, energy_budgets
 from esszoo.predictor import predict_in_batches
 from esszoo.tasks import register_task
@@ -89,6 +90,15 @@ class ColumnEmulationTask(RegressionTask):
 
     def label(self, model_name: str) -> str:
         return model_name
+
+    def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
+        if self.spec.residual_of:
+            raise RecipeError(
+                "task.residual_of takes a physics function of scalar inputs; column "
+                "emulation has no cheap physics to learn the residual of yet",
+                "remove task.residual_of (a hybrid on climt's grey radiation is to come)",
+            )
+        return super().prepare(data)
 
     # -- evaluation ------------------------------------------------------------------------
 
