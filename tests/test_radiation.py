@@ -233,3 +233,25 @@ def test_a_hybrid_of_columns_is_refused_with_one_line(simulated, tmp_path, capsy
     )
     assert status == 2 and "residual_of" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs" / "lw").exists()
+
+
+def test_profiles_given_upside_down_to_an_emulator_get_one_line(simulated, tmp_path, capsys):
+    status, _, err = run_cli(["train", emulator_recipe(tmp_path, simulated)], capsys)
+    assert status == 0, err
+    data = xr.open_dataset(simulated).isel(run=[0])
+    data.isel(level=slice(None, None, -1), interface=slice(None, None, -1)).to_netcdf(
+        tmp_path / "flipped.nc"
+    )
+    status, _, err = run_cli(
+        [
+            "predict",
+            tmp_path / "runs" / "lw",
+            "--data",
+            tmp_path / "flipped.nc",
+            "--out",
+            tmp_path / "out.nc",
+        ],
+        capsys,
+    )
+    assert status == 2 and "upside down" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.nc").exists()

@@ -38,7 +38,7 @@ from pydantic import Field
 from esszoo.data.columns import column_layout, features, slices
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.variables import Variable, load_values
-from esszoo.errors import RecipeError
+from esszoo.errors import DataError, RecipeError
 from esszoo.physics.radiation import column_energy_residual, energy_budgets
 from esszoo.predictor import predict_in_batches
 from esszoo.tasks import register_task
@@ -204,6 +204,26 @@ class ColumnEmulationTask(RegressionTask):
 
     # -- prediction ------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_orientation(predictor: Any, trained: list[Variable], x: np.ndarray) -> None:
+        """Refuse profiles that run the other way up from the training columns (found by
+        a pressure profile: its training mean against the data's)."""
+        where = slices(trained)
+        mean = getattr(predictor, "input_mean", None)
+        for v in trained:
+            if v.standard_name == "air_pressure" and v.levels and mean is not None:
+                trained_profile = mean[where[v.name]].double().numpy()
+                given = np.nanmean(x[:, where[v.name]], axis=0)
+                if np.sign(trained_profile[0] - trained_profile[-1]) != np.sign(
+                    given[0] - given[-1]
+                ):
+                    raise DataError(
+                        f"the profiles are upside down: '{v.name}' runs the other way along "
+                        f"'{v.vertical}' from the columns the model was trained on",
+                        f"reverse the data along '{v.vertical}' (isel({v.vertical}=slice(None, "
+                        "None, -1)))",
+                    )
+
     @classmethod
     def predictions(
         cls,
@@ -226,6 +246,7 @@ class ColumnEmulationTask(RegressionTask):
             )
             blocks.append(values.reshape(-1, variable.levels or 1))
         x = np.concatenate(blocks, axis=1)
+        cls._check_orientation(predictor, trained, x)
         valid = np.isfinite(x).all(axis=1)
         result = np.full((x.shape[0], features(outputs)), np.nan, dtype=np.float32)
         if valid.any():
