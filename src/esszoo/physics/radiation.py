@@ -313,7 +313,6 @@ def _run_chunk(band: Band, values: dict[str, np.ndarray]) -> dict[str, np.ndarra
     out = {}
     for name, (climt_name, _) in band.climt_outputs.items():
         out[name] = np.ascontiguousarray(diagnostics[climt_name].values[:, 0, :].T)
-    heating = out["tntrl" if band.name == "longwave" else "tntrs"]
     if band.name == "longwave":
         out |= {"rlds": out["rld"][:, 0], "rlus": out["rlu"][:, 0], "rlut": out["rlu"][:, -1]}
     else:
@@ -323,7 +322,6 @@ def _run_chunk(band: Band, values: dict[str, np.ndarray]) -> dict[str, np.ndarra
             "rsds": out["rsd"][:, 0],
             "rsus": out["rsu"][:, 0],
         }
-    out[HEATING[band.name]] = heating
     return out
 
 
