@@ -31,6 +31,8 @@ demo: $(VENV)/.installed
 demo-emulator: $(VENV)/.installed
 	$(BIN)/esszoo train recipes/emulate_rrtmg_lw.yaml --overwrite
 	$(BIN)/esszoo train recipes/emulate_rrtmg_sw.yaml --overwrite
+	$(BIN)/esszoo train recipes/emulate_rrtmg_lw_hybrid.yaml --overwrite
+	$(BIN)/esszoo compare runs/emulate_rrtmg_lw runs/emulate_rrtmg_lw_hybrid
 	$(BIN)/esszoo couple runs/emulate_rrtmg_lw runs/emulate_rrtmg_sw --days 30
 	$(BIN)/esszoo train recipes/emulate_precip.yaml --overwrite
 	$(BIN)/esszoo train recipes/emulate_precip_hybrid.yaml --overwrite

@@ -33,6 +33,8 @@ SECTIONS = {
     "least 3)",
     "forecasting": "Forecasting real series: sequence models by lead, a peer library, pretraining",
     "radiation": "RRTMG emulated: accuracy, time per column against RRTMG, 100 days online",
+    "radiation_remedies": "RRTMG emulators against online drift: the grey-radiation hybrid and "
+    "training on their own online states",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

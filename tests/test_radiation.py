@@ -226,12 +226,102 @@ def test_coupling_a_run_that_is_no_radiation_emulator_gets_one_line(trained_run,
     assert status == 2 and "heating rate" in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_hybrid_of_columns_is_refused_with_one_line(simulated, tmp_path, capsys):
-    recipe = emulator_recipe(tmp_path, simulated)
-    status, _, err = run_cli(
-        ["train", recipe, "task.residual_of=cheap_mixed_column_precipitation"], capsys
+def test_grey_longwave_is_climts_grey_radiation(columns):
+    import climt
+    import torch
+
+    from esszoo.physics.grey_radiation import grey_longwave
+
+    count, levels = columns.sizes["column"], columns.sizes["level"]
+    depth, grey = climt.Frierson06LongwaveOpticalDepth(), climt.GrayLongwaveRadiation()
+    state = climt.get_default_state(
+        [depth, grey], grid_state=climt.get_grid(nx=count, ny=1, nz=levels)
     )
-    assert status == 2 and "residual_of" in err and len(err.strip().splitlines()) == 1
+    for name, variable in (
+        ("air_temperature", "ta"),
+        ("air_pressure", "pfull"),
+        ("air_pressure_on_interface_levels", "phalf"),
+    ):
+        state[name].values[:] = columns[variable].values.T[:, None, :]
+    state["surface_air_pressure"].values[:] = columns["phalf"].values[None, :, 0]
+    state["surface_temperature"].values[:] = columns["ts"].values[None, :]
+    state["latitude"].values[:] = 0.0
+    state.update(depth(state))
+    _, diagnostics = grey(state)
+    heating, rlds, rlus, rlut = grey_longwave(
+        *(torch.from_numpy(columns[v].values.astype(float)) for v in ("ta", "phalf", "ts"))
+    )
+    expected = diagnostics["air_temperature_tendency_from_longwave"].values[:, 0, :].T
+    up = diagnostics["upwelling_longwave_flux_in_air"].values[:, 0, :].T
+    down = diagnostics["downwelling_longwave_flux_in_air"].values[:, 0, :].T
+    np.testing.assert_allclose(heating.numpy(), expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(rlut.numpy(), up[:, -1], rtol=1e-10)
+    np.testing.assert_allclose(rlus.numpy(), up[:, 0], rtol=1e-10)
+    np.testing.assert_allclose(rlds.numpy(), down[:, 0], rtol=1e-10)
+    # one band with no water vapour: far from RRTMG, what the hybrid's network corrects
+    assert np.abs(rlut.numpy() - radiation.rrtmg_longwave(columns)["rlut"].values).max() > 3
+
+
+def hybrid_recipe(tmp_path: Path, source: Path) -> Path:
+    recipe = emulator_recipe(tmp_path, source)
+    text = recipe.read_text().replace("- pfull\n", "- pfull\n  - phalf\n")
+    recipe.write_text(
+        text.replace(
+            "name: column_emulation", "name: column_emulation\n  residual_of: grey_longwave"
+        )
+    )
+    return recipe
+
+
+def test_the_hybrid_learns_rrtmg_minus_grey_radiation_inside_its_export(
+    simulated, tmp_path, capsys
+):
+    import torch
+
+    from esszoo.physics.grey_radiation import grey_longwave
+
+    status, out, err = run_cli(["train", hybrid_recipe(tmp_path, simulated)], capsys)
+    assert status == 0, err
+    run = tmp_path / "runs" / "lw"
+    scores = (run / "scores.csv").read_text()
+    assert "hybrid: mlp + grey_longwave" in scores and "physics alone: grey longwave" in scores
+    predictor = esszoo.load(run)
+    data = xr.open_dataset(simulated).isel(run=[0], time=0, perturbation=0)
+    x = torch.cat(
+        [torch.from_numpy(data[v].values).float() for v in ("ta", "hus", "o3", "pfull", "phalf")]
+        + [torch.from_numpy(data[v].values).float()[:, None] for v in ("ts", "co2")],
+        dim=1,
+    )
+    base = torch.cat(
+        [
+            t if t.dim() == 2 else t[:, None]
+            for t in grey_longwave(x[:, :30], x[:, 120:151], x[:, 151])
+        ],
+        dim=1,
+    )
+    with torch.no_grad():
+        residual = predictor.denormalize(predictor.net(predictor.normalize(x)))
+        torch.testing.assert_close(predictor(x), base + residual, rtol=1e-5, atol=1e-4)
+    # the export carries the grey scheme: coupled through TorchScript, no Python physics
+    status, _, err = run_cli(
+        ["couple", run, "--days", "1", "--columns", "2", "--out", tmp_path / "online"], capsys
+    )
+    assert status == 0, err
+    assert np.isfinite(xr.open_dataset(tmp_path / "online" / "online.nc")["ta"]).all()
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ("task.residual_of=cheap_mixed_column_precipitation", "'ta' is a profile"),
+        ("data.targets=[rlut,tntrl]", "in that order"),
+    ],
+)
+def test_a_hybrid_whose_physics_does_not_fit_gets_one_line(
+    simulated, tmp_path, capsys, change, fragment
+):
+    status, _, err = run_cli(["train", hybrid_recipe(tmp_path, simulated), change], capsys)
+    assert status == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "runs" / "lw").exists()
 
 
@@ -255,3 +345,43 @@ def test_profiles_given_upside_down_to_an_emulator_get_one_line(simulated, tmp_p
     )
     assert status == 2 and "upside down" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.nc").exists()
+
+
+def test_an_emulators_own_online_states_join_its_training_split_only(simulated, tmp_path, capsys):
+    from esszoo.coupling import online_states
+    from esszoo.recipe import load_recipe
+    from esszoo.run import build_data
+
+    recipe = emulator_recipe(tmp_path, simulated)
+    status, _, err = run_cli(["train", recipe], capsys)
+    assert status == 0, err
+    states = online_states(
+        [tmp_path / "runs" / "lw"],
+        tmp_path / "online.nc",
+        columns=2,
+        days=0.5,
+        spin_up=timedelta(hours=3),
+        log=None,
+    )
+    visited = xr.open_dataset(states)
+    assert visited["tntrl"].dims == ("run", "time", "perturbation", "level")
+    assert "emulated_longwave" in visited.attrs["history"]
+    # labelled by RRTMG: the scheme's answer for exactly the visited state
+    one = visited.isel(run=0, time=-1, perturbation=0).expand_dims(column=1)
+    np.testing.assert_allclose(
+        radiation.rrtmg_longwave(one)["tntrl"].values[0], one["tntrl"].values[0], atol=1e-3
+    )
+    plain = build_data(load_recipe(recipe))
+    more = build_data(load_recipe(recipe, [f"data.train_extra=[{states}]"]))
+    added = visited.sizes["run"] * visited.sizes["time"] * visited.sizes["perturbation"]
+    assert len(more.train.x) == len(plain.train.x) + added
+    assert torch_equal(more.test.x, plain.test.x) and torch_equal(more.val.y, plain.val.y)
+    status, _, err = run_cli(
+        ["train", recipe, "data.train_extra=[missing.nc]", "name=again"], capsys
+    )
+    assert status == 2 and "missing.nc" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "again").exists()
+
+
+def torch_equal(a, b) -> bool:  # noqa: ANN001
+    return a.shape == b.shape and bool((a == b).all())

@@ -257,12 +257,24 @@ def couple(
     columns: Annotated[int, typer.Option(min=1, help="column climates, drawn afresh")] = 8,
     format: Annotated[str, typer.Option("--format", help="torchscript or onnx")] = "torchscript",
     out: Annotated[Path | None, typer.Option(help="folder (default FIRST_RUN/online)")] = None,
+    states: Annotated[
+        Path | None,
+        typer.Option(
+            help="instead, write the states the coupled columns visit (seed 200), labelled "
+            "by RRTMG, to this NetCDF file: extra training data (data.train_extra)"
+        ),
+    ] = None,
 ) -> None:
     """Run climt's radiative-convective columns with the exported emulators in RRTMG's
     place, beside RRTMG from the same start: drift, stability, wall time per day."""
     _quiet()
     from esszoo.coupling import couple as couple_runs
+    from esszoo.coupling import online_states
 
+    if states is not None:
+        path = online_states(runs, states, columns=columns, days=days, format=format)
+        print(f"wrote {path}: the coupled columns' states with RRTMG's radiation")
+        return
     folder = couple_runs(runs, days=days, columns=columns, format=format, out=out)
     print((folder / "online_drift.csv").read_text().strip())
     print((folder / "online_cost.csv").read_text().strip())

@@ -172,6 +172,40 @@ def _exported(run: Path, format: str):  # noqa: ANN202 (a callable on float32 te
     return lambda x: session.run(None, {name: x.numpy()})[0]
 
 
+def online_states(
+    runs: list[str | Path],
+    path: str | Path,
+    *,
+    columns: int = 24,
+    days: float = 20,
+    spin_up: timedelta = timedelta(days=1),
+    seed: int = 200,
+    format: str = "torchscript",
+    log: Any = print,
+) -> Path:
+    """The states climt's columns visit with the emulators of `runs` in RRTMG's place,
+    labelled by RRTMG, written to `path` in the layout of the `rrtmg_columns` data.
+
+    They are what the emulators meet online and their training lacked: training again
+    with them beside the original data (`data.train_extra`) is the remedy of imitation
+    learning (DAgger, Ross, Gordon & Bagnell 2011, AISTATS) that Rasp (2020, Geosci.
+    Model Dev. 13, 2185-2196) applied to coupled parameterizations. Column climates are
+    drawn with their own `seed`, apart from the training runs' and `couple`'s."""
+    from esszoo.data.simulated import simulate_rrtmg_columns
+
+    emulators = {e.band: e for e in (emulated_radiation(run, format) for run in runs)}
+    return simulate_rrtmg_columns(
+        Path(path),
+        runs=columns,
+        days=days,
+        spin_up=spin_up,
+        seed=seed,
+        longwave=emulators.get("longwave"),
+        shortwave=emulators.get("shortwave"),
+        log=log,
+    )
+
+
 @dataclass
 class OnlineRun:
     """Daily mean profiles of one coupled run, and what it cost."""

@@ -136,7 +136,7 @@ def _physics_rows(data: SplitData, task: Any) -> list[dict[str, Any]]:
     reference = physics_function(data.physics)
     rows = []
     for function in FUNCTIONS.values():
-        if function.output != reference.output or function.inputs != reference.inputs:
+        if function.outputs != reference.outputs or function.inputs != reference.inputs:
             continue
         columns = physics_columns(function, data.inputs)
 

@@ -47,10 +47,19 @@ def broadcast_stat(
 
 
 def physics_base(
-    function: Callable[..., torch.Tensor], columns: Sequence[int], x: torch.Tensor
+    function: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
+    columns: Sequence[int | Sequence[int]],
+    x: torch.Tensor,
 ) -> torch.Tensor:
-    """A physics function of some input columns of `x` (batch, C), as (batch, 1)."""
-    return function(*[x[:, column] for column in columns]).unsqueeze(1)
+    """A physics function of some features of `x` (batch, features), each a scalar's
+    feature or a profile's (see `esszoo.data.tabular.physics_columns`), as (batch,
+    outputs): its outputs side by side, a profile's a level after another."""
+    arguments = [
+        x[:, column] if isinstance(column, int) else x[:, list(column)] for column in columns
+    ]
+    values = function(*arguments)
+    values = values if isinstance(values, tuple) else (values,)
+    return torch.cat([v if v.dim() == 2 else v.unsqueeze(1) for v in values], dim=1)
 
 
 class Predictor(nn.Module):
@@ -65,7 +74,7 @@ class Predictor(nn.Module):
         output_mean: Sequence[float] | torch.Tensor | None = None,
         output_std: Sequence[float] | torch.Tensor | None = None,
         base: str | None = None,
-        base_columns: Sequence[int] = (),
+        base_columns: Sequence[int | Sequence[int]] = (),
         fill_missing: bool = False,
         mask_channels: bool = False,
         output_lower: Sequence[float] | torch.Tensor | None = None,
@@ -126,7 +135,7 @@ class Predictor(nn.Module):
         return out * self._channels(self.output_std, out) + self._channels(self.output_mean, out)
 
     def base_prediction(self, x: torch.Tensor) -> torch.Tensor:
-        """The physics base of a hybrid model, (batch, 1), from physical inputs."""
+        """The physics base of a hybrid model, (batch, outputs), from physical inputs."""
         return physics_base(self._base_function, self.base_columns, x)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -18,6 +18,8 @@ that the energy check integrates over), that are not inputs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import xarray as xr
@@ -38,12 +40,18 @@ class ColumnOptions(DataOptions):
     keep: list[str] = Field(
         default=[], description="variables carried beside each sample for scores, not inputs"
     )
+    train_extra: list[str] = Field(
+        default=[],
+        description="files of more columns with the same variables that join the training "
+        "split only, for example the states a coupled emulator visited, labelled by the "
+        "scheme (esszoo.coupling.online_states)",
+    )
     split: ShuffledSplitOptions = ShuffledSplitOptions(dim="run")
 
 
 @register_data_kind("columns", ColumnOptions, "columns of profiles and scalars")
 def build_columns(dataset: xr.Dataset, options: ColumnOptions, context: DataContext) -> SplitData:
-    return column_data(
+    data = column_data(
         dataset,
         inputs=options.inputs,
         targets=options.targets,
@@ -51,6 +59,54 @@ def build_columns(dataset: xr.Dataset, options: ColumnOptions, context: DataCont
         seed=context.seed,
         **options.split.arguments(),
     )
+    for source in options.train_extra:
+        data = with_training_columns(data, source, options)
+    return data
+
+
+def with_training_columns(data: SplitData, source: str, options: ColumnOptions) -> SplitData:
+    """`data` with every column of the file `source` added to its training split; the
+    variables must be the same, on the same levels and in the same units."""
+    from esszoo.data.source import open_source
+
+    dataset = open_source(source)
+    arrays = {
+        "input": _profiles_first(_variables(dataset, options.inputs, "input")),
+        "target": _profiles_first(_variables(dataset, options.targets, "target")),
+    }
+    kept = _variables(dataset, options.keep, "kept") if options.keep else []
+    everything = arrays["input"] + arrays["target"] + kept
+    sample_dims = [d for d in everything[0].dims if all(d in a.dims for a in everything)]
+    for given, trained in zip(
+        [_variable(a, sample_dims) for a in arrays["input"] + arrays["target"]],
+        data.inputs + data.targets,
+        strict=True,
+    ):
+        if (given.units, given.levels) != (trained.units, trained.levels):
+            raise DataError(
+                f"data.train_extra '{source}': '{given.name}' is in '{given.units}' on "
+                f"{given.levels or 0} levels, the data's in '{trained.units}' on "
+                f"{trained.levels or 0}",
+                "give extra columns in the layout of data.source",
+            )
+    order = tuple(sample_dims)
+    x = _matrix(arrays["input"], order).reshape(-1, features(data.inputs))
+    y = _matrix(arrays["target"], order).reshape(-1, features(data.targets))
+    carried = {str(a.name): _matrix([a], order).reshape(x.shape[0], -1) for a in kept}
+    valid = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+    more = Table(
+        torch.from_numpy(x[valid]).float(),
+        torch.from_numpy(y[valid]).float(),
+        coords={k: v[valid] for k, v in carried.items()},
+    )
+    train = data.tables["train"]
+    tables = dict(data.tables)
+    tables["train"] = Table(
+        torch.cat([train.x, more.x]),
+        torch.cat([train.y, more.y]),
+        coords={k: np.concatenate([v, more.coords[k]]) for k, v in train.coords.items()},
+    )
+    return replace(data, tables=tables)
 
 
 def column_data(

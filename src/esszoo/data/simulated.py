@@ -23,13 +23,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from esszoo.errors import RunError
 from esszoo.fileio import atomic_path
 from esszoo.physics.column_model import (
     TIMESTEP,
+    ColumnBlowUp,
     ColumnModel,
     columns_dataset,
     draw_columns,
@@ -49,24 +52,44 @@ def simulate_rrtmg_columns(
     every: timedelta = EVERY,
     spin_up: timedelta = SPIN_UP,
     seed: int = 0,
+    longwave: Any = None,
+    shortwave: Any = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Run `runs` columns for `days`, keep states every `every`, write them with their
-    RRTMG longwave and shortwave to `path` (CF-NetCDF)."""
+    RRTMG longwave and shortwave to `path` (CF-NetCDF).
+
+    With `longwave` or `shortwave` (sympl components, for example an emulator from
+    `esszoo.coupling.emulated_radiation`) in RRTMG's place, the states are those the
+    model visits when driven by them, still labelled by RRTMG: the data of training on
+    an emulator's own online states (`esszoo.coupling.online_states`). A run that leaves
+    the possible states ends the simulation there; the states kept until then are
+    written."""
     say = log or (lambda message: None)
     settings = draw_columns(runs, seed)
-    model = ColumnModel(settings)
+    model = ColumnModel(settings, longwave=longwave, shortwave=shortwave)
     keep_every = round(every / TIMESTEP)
     start = round(spin_up / TIMESTEP)
     total = round(days * DAY / TIMESTEP)
-    kept, times = [], []
+    kept, times, ended = [], [], ""
     for step in range(1, total + 1):
-        model.step()
+        try:
+            model.step()
+        except ColumnBlowUp as blow_up:
+            ended = f"; stopped after {blow_up.days:.1f} days: {blow_up.what}"
+            say(f"  {blow_up.what}")
+            break
         if step >= start and (step - start) % keep_every == 0:
             kept.append(model.columns())
             times.append(np.datetime64(model.state["time"], "ns"))
         if step % round(timedelta(days=5) / TIMESTEP) == 0:
             say(f"  climt radiative-convective columns: day {step * TIMESTEP / DAY:.0f}/{days:g}")
+    if not kept:
+        raise RunError(
+            f"no state was kept: the runs end{ended or f' after {days:g} days'}, before the "
+            f"spin-up of {spin_up} is over",
+            "simulate more days or a shorter spin-up",
+        )
     states = xr.concat(kept, dim="time")  # (time, column[, vertical])
     rng = np.random.default_rng(seed + 1)
     columns = xr.concat([states, perturbed(states, rng)], dim="perturbation")
@@ -104,13 +127,19 @@ def simulate_rrtmg_columns(
     dataset.attrs.update(
         title="States of climt's radiative-convective columns with clear-sky RRTMG radiation",
         history=f"simulated by esszoo.data.simulated: {runs} runs, {days:g} days, kept every "
-        f"{every}, after {spin_up} of spin-up, seed {seed}",
+        f"{every}, after {spin_up} of spin-up, seed {seed}; radiation driving the runs: "
+        f"{_driver(longwave, 'RRTMG longwave')}, {_driver(shortwave, 'RRTMG shortwave')}"
+        f"{ended}",
         Conventions="CF-1.8",
     )
     encoding = {name: {"dtype": "float32"} for name in dataset.data_vars}
     with atomic_path(path) as temporary:
         dataset.to_netcdf(temporary, encoding=encoding)
     return path
+
+
+def _driver(component: Any, default: str) -> str:
+    return default if component is None else getattr(component, "name", type(component).__name__)
 
 
 def perturbed(states: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:

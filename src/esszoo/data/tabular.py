@@ -15,11 +15,12 @@ import torch
 import xarray as xr
 from pydantic import Field
 
+from esszoo.data.columns import slices
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values, select_variables
-from esszoo.errors import DataError
+from esszoo.errors import DataError, RecipeError
 from esszoo.options import DataOptions, ShuffledSplitOptions
 from esszoo.physics import PhysicsFunction, physics_function
 
@@ -81,8 +82,14 @@ def tabular_data(
     input_variables = [Variable.of(a) for a in input_arrays]
     if physics:
         function = physics_function(physics)
+        if len(function.outputs) != 1:
+            raise RecipeError(
+                f"data.physics computes the one target of a table, and physics "
+                f"'{physics}' gives {len(function.outputs)} outputs",
+                "use it as task.residual_of of a column emulator instead",
+            )
         y_values = apply_physics(function, x_values, input_variables)[..., None]
-        name, standard_name, units = function.output
+        ((name, standard_name, units),) = function.outputs
         target_variables = [
             Variable(name, units, standard_name, f"computed by esszoo.physics.{physics}")
         ]
@@ -116,25 +123,39 @@ def tabular_data(
     )
 
 
-def physics_columns(function: PhysicsFunction, variables: list[Variable]) -> list[int]:
-    """Which input columns feed `function`, found by CF standard name; units must match."""
-    columns = []
-    for standard_name, units in function.inputs:
-        matches = [i for i, v in enumerate(variables) if v.standard_name == standard_name]
+def physics_columns(function: PhysicsFunction, variables: list[Variable]) -> list[int | list[int]]:
+    """Where each input of `function` lies in the samples' vector of `variables`: a
+    scalar's feature, a profile's features (one per level). Found by CF standard name and,
+    for a profile, its vertical dimension; units must match."""
+    where = slices(variables)
+    columns: list[int | list[int]] = []
+    for standard_name, units, *vertical in function.inputs:
+        along = vertical[0] if vertical else None
+        matches = [v for v in variables if v.standard_name == standard_name and v.vertical == along]
+        what = f"a profile along '{along}'" if along else "a scalar input"
+        others = [v for v in variables if v.standard_name == standard_name]
+        if not matches and others:
+            shape = f"a profile along '{others[0].vertical}'" if others[0].vertical else "a scalar"
+            raise DataError(
+                f"physics '{function.name}' needs {what} with standard_name "
+                f"'{standard_name}', and '{others[0].name}' is {shape}",
+                f"give '{standard_name}' as {what}, or choose another physics function",
+            )
         if not matches:
             raise DataError(
-                f"physics '{function.name}' needs an input with standard_name "
-                f"'{standard_name}', and none of {[v.name for v in variables]} has it",
+                f"physics '{function.name}' needs {what} with standard_name "
+                f"'{standard_name}', and none of {[v.name for v in variables]} is one",
                 "add the variable to data.inputs, or set its standard_name attribute",
             )
-        variable = variables[matches[0]]
+        variable = matches[0]
         if variable.units != units:
             raise DataError(
                 f"physics '{function.name}' needs '{standard_name}' in '{units}', but "
                 f"'{variable.name}' is in '{variable.units}'",
                 f"convert '{variable.name}' to {units}",
             )
-        columns.append(matches[0])
+        span = where[variable.name]
+        columns.append(list(range(span.start, span.stop)) if along else span.start)
     return columns
 
 

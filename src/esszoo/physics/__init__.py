@@ -1,8 +1,12 @@
-"""Hand-written reference physics that the models of the zoo learn to emulate.
+"""Hand-written reference physics that the models of the zoo learn to emulate, and the
+cheap physics that hybrids correct.
 
-Each function maps physical inputs (SI units, torch tensors) to a physical output and is
+Each function maps physical inputs (SI units, torch tensors) to physical outputs and is
 registered here by name, with the variables it reads and writes, so that recipes can ask
-for it (``target: {physics: mixed_column_precipitation}``).
+for it (``data.physics: mixed_column_precipitation``, ``task.residual_of:
+grey_longwave``). An input is a scalar per sample, tensor (batch,), or a profile,
+(batch, levels), when it names its vertical dimension; a function of one output returns
+a tensor, one of several a tuple of them in the order of `outputs`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from esszoo.physics.condensation import (
     cheap_mixed_column_precipitation,
     mixed_column_precipitation,
 )
+from esszoo.physics.grey_radiation import grey_longwave
 
 
 @dataclass(frozen=True)
@@ -25,8 +30,9 @@ class PhysicsFunction:
 
     name: str
     function: Callable[..., torch.Tensor]
-    inputs: tuple[tuple[str, str], ...]  # (CF standard name, units), in call order
-    output: tuple[str, str, str]  # (variable name, CF standard name, units)
+    # (CF standard name, units[, vertical dimension of a profile]), in call order
+    inputs: tuple[tuple[str, ...], ...]
+    outputs: tuple[tuple[str, str, str], ...]  # (variable name, CF standard name, units)
     summary: str
     short: str  # a label for tables
 
@@ -42,7 +48,7 @@ FUNCTIONS = {
                 ("surface_air_pressure", "Pa"),
                 ("specific_humidity", "kg kg-1"),
             ),
-            ("pr", "precipitation_amount", "kg m-2"),
+            (("pr", "precipitation_amount", "kg m-2"),),
             "large-scale condensation of a well-mixed column: 40 layers over the lowest "
             "200 hPa, Newton iteration to 1e-6 K",
             "reference",
@@ -55,9 +61,27 @@ FUNCTIONS = {
                 ("surface_air_pressure", "Pa"),
                 ("specific_humidity", "kg kg-1"),
             ),
-            ("pr", "precipitation_amount", "kg m-2"),
+            (("pr", "precipitation_amount", "kg m-2"),),
             "the same scheme with 4 layers and one Newton step",
             "cheap (4 layers, 1 Newton step)",
+        ),
+        PhysicsFunction(
+            "grey_longwave",
+            grey_longwave,
+            (
+                ("air_temperature", "K", "level"),
+                ("air_pressure", "Pa", "interface"),
+                ("surface_temperature", "K"),
+            ),
+            (
+                ("tntrl", "tendency_of_air_temperature_due_to_longwave_heating", "K day-1"),
+                ("rlds", "surface_downwelling_longwave_flux_in_air", "W m-2"),
+                ("rlus", "surface_upwelling_longwave_flux_in_air", "W m-2"),
+                ("rlut", "toa_outgoing_longwave_flux", "W m-2"),
+            ),
+            "grey longwave radiation (Frierson et al. 2006, climt's GrayLongwaveRadiation): "
+            "one band, optical depth fixed by pressure",
+            "grey longwave",
         ),
     )
 }
@@ -74,6 +98,7 @@ __all__ = [
     "FUNCTIONS",
     "PhysicsFunction",
     "cheap_mixed_column_precipitation",
+    "grey_longwave",
     "mixed_column_precipitation",
     "physics_function",
 ]

@@ -21,8 +21,12 @@ sum_k c_p / g dT/dt_k dp_k, against the predicted net flux into the atmosphere:
 By level (`scores_by_level.csv` and the figure): each predictor's RMSE and bias of
 each profile beside the truth's own spread at that level, the yardstick of "small".
 
-Baseline that needs no learning: least-squares linear regression on the inputs, fitted on
-the training split (inherited from regression).
+A hybrid (``residual_of``, as in regression) learns the targets minus a cheap column
+physics (`grey_longwave` under RRTMG's longwave), which must give the targets in their
+order and units; the physics sits inside the predictor, and so inside its export.
+
+Baselines that need no learning: least-squares linear regression on the inputs, fitted on
+the training split (inherited from regression); for a hybrid also its physics alone.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from pydantic import Field
 
 from esszoo.data.columns import column_layout, features, slices
 from esszoo.data.dataset import SplitData, Table
+from esszoo.data.tabular import physics_columns
 from esszoo.data.variables import Variable, load_values
-from esszoo.errors import DataError, RecipeError
+from esszoo.errors import DataError
+from esszoo.physics import physics_function
 from esszoo.physics.radiation import column_energy_residual, energy_budgets
-from esszoo.predictor import predict_in_batches
+from esszoo.predictor import physics_base, predict_in_batches
 from esszoo.tasks import register_task
 from esszoo.tasks.regression import RegressionOptions, RegressionTask
 from esszoo.units import converter
@@ -88,17 +94,19 @@ class ColumnEmulationTask(RegressionTask):
             "profile_outputs": profile_outputs,
         }
 
-    def label(self, model_name: str) -> str:
-        return model_name
-
-    def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
+    def baselines(self, data: SplitData) -> dict[str, Any]:
+        """Linear regression; for a hybrid also its cheap physics alone."""
+        found = super().baselines(data)
         if self.spec.residual_of:
-            raise RecipeError(
-                "task.residual_of takes a physics function of scalar inputs; column "
-                "emulation has no cheap physics to learn the residual of yet",
-                "remove task.residual_of (a hybrid on climt's grey radiation is to come)",
-            )
-        return super().prepare(data)
+            function = physics_function(self.spec.residual_of)
+            columns = physics_columns(function, data.inputs)
+
+            def physics(table: Table) -> torch.Tensor:
+                with torch.no_grad():
+                    return physics_base(function.function, columns, table.x.double()).float()
+
+            found[f"physics alone: {function.short}"] = physics
+        return found
 
     # -- evaluation ------------------------------------------------------------------------
 

@@ -30,8 +30,9 @@ from esszoo import metrics
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.tabular import physics_columns
 from esszoo.data.variables import Variable, load_values
+from esszoo.errors import RecipeError
 from esszoo.options import TaskOptions, TrainerOptions
-from esszoo.physics import physics_function
+from esszoo.physics import PhysicsFunction, physics_function
 from esszoo.predictor import Predictor, physics_base, predict_in_batches
 from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
@@ -102,9 +103,9 @@ class RegressionTask(Task):
     def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
         """Fix the normalization from the training split; return each split's batch tensors."""
         if self.spec.residual_of:
-            self.base_columns = physics_columns(
-                physics_function(self.spec.residual_of), data.inputs
-            )
+            function = physics_function(self.spec.residual_of)
+            self.base_columns = physics_columns(function, data.inputs)
+            check_base_outputs(function, data.targets)
         train_x = data.train.x
         self.stats = {"input_mean": train_x.mean(0), "input_std": _std(train_x)}
         residual = self._fit_target(data.train.x, data.train.y)
@@ -211,6 +212,20 @@ class RegressionTask(Task):
                 result[:, column].reshape(template.shape), dims=template.dims, attrs=attrs
             )
         return predicted
+
+
+def check_base_outputs(function: PhysicsFunction, targets: list[Variable]) -> None:
+    """A hybrid's physics must give the targets, in their order and units: the network
+    learns target minus base, output by output."""
+    gives = [(standard_name, units) for _, standard_name, units in function.outputs]
+    wanted = [(v.standard_name, v.units) for v in targets]
+    if gives != wanted:
+        names = ", ".join(name for name, _, _ in function.outputs)
+        raise RecipeError(
+            f"task.residual_of '{function.name}' gives [{names}] (by standard name and "
+            f"units), and the targets are {[v.name for v in targets]}",
+            f"set data.targets to the variables of [{names}], in that order",
+        )
 
 
 def linear_regression(x: torch.Tensor, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
