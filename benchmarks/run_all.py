@@ -35,6 +35,7 @@ SECTIONS = {
     "radiation": "RRTMG emulated: accuracy, time per column against RRTMG, 100 days online",
     "radiation_remedies": "RRTMG emulators against online drift: the grey-radiation hybrid and "
     "training on their own online states",
+    "threads": "Sharing a machine: one and two trainings at once (goal: two cost about twice one)",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

@@ -16,8 +16,10 @@ from esszoo.data.source import open_source
 
 # pytest-xdist runs one process per core: more than one thread in each oversubscribes the
 # cores, and torch's thread pools then spin against each other (measured: 10x slower steps)
+# (runs take their threads from OMP_NUM_THREADS too, esszoo.threads; so do subprocesses)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session")

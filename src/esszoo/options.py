@@ -122,6 +122,19 @@ class TrainerOptions(Options):
     )
     progress_bar: bool = True
     deterministic: bool = False
+    threads: int | Literal["auto"] = Field(
+        default="auto",
+        description="CPU threads of the run; auto: its share of the cores it may use "
+        "(affinity, cgroup quota, SLURM_CPUS_PER_TASK and the like) beside the other esszoo "
+        "runs on the machine",
+    )
+
+    @field_validator("threads")
+    @classmethod
+    def _positive_threads(cls, value: Any) -> Any:
+        if value != "auto" and value < 1:
+            raise ValueError("threads must be at least 1, or auto")
+        return value
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -35,6 +35,7 @@ from esszoo.run import (
     write_csv,
 )
 from esszoo.tasks import task_class
+from esszoo.threads import CoreShare
 from esszoo.transfer import init_from_checkpoint
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
@@ -172,6 +173,22 @@ class StopOnNonFinite(Callback):
             )
 
 
+class ShareCores(Callback):
+    """Keeps the run's threads at its share of the cores as other runs start and end
+    (`esszoo.threads`): a clock read per batch, the claims read about once a second."""
+
+    def __init__(self, cores: CoreShare):
+        self.cores = cores
+
+    def on_train_batch_start(self, trainer, task, batch, batch_index) -> None:  # noqa: ANN001
+        self.cores.update()
+
+    def on_validation_batch_start(  # noqa: ANN001
+        self, trainer, task, batch, batch_index, dataloader_index=0
+    ) -> None:
+        self.cores.update()
+
+
 class MetricsHistory(Callback):
     """Writes metrics.csv after every epoch, and with `echo` a line of it to the log (for
     output that is not a terminal, where a progress bar would leave only its last line)."""
@@ -263,11 +280,12 @@ def train(
 def train_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Path:
     """Train a validated recipe; return its run directory."""
     run_dir = recipe.run_dir()
-    if launch_rank() > 0:  # one of several processes (torchrun, SLURM): rank 0 owns the run
-        return _train(recipe, run_dir, resume)
-    with RunLock(run_dir):
-        _prepare_run_dir(run_dir, resume, overwrite)
-        return _train(recipe, run_dir, resume)
+    with CoreShare(recipe.trainer.threads) as cores:
+        if launch_rank() > 0:  # one of several processes (torchrun, SLURM): rank 0 owns the run
+            return _train(recipe, run_dir, resume, cores)
+        with RunLock(run_dir):
+            _prepare_run_dir(run_dir, resume, overwrite)
+            return _train(recipe, run_dir, resume, cores)
 
 
 def launch_rank() -> int:
@@ -336,8 +354,10 @@ def make_trainer(
     return L.Trainer(**(settings | options))
 
 
-def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
+def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Path:
     spec = recipe.trainer
+    if cores.threads < (os.cpu_count() or 1):
+        print(f"note: {cores.describe()}")
     L.seed_everything(spec.seed, workers=True, verbose=False)
     data = build_data(recipe)
     for note in data.notes:
@@ -381,7 +401,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool) -> Path:
         _read_history(run_dir / "metrics.csv", start_epoch),
         echo=not show_progress_bar(spec),
     )
-    callbacks: list[Callback] = [StopOnNonFinite(run_dir), history]
+    callbacks: list[Callback] = [StopOnNonFinite(run_dir), history, ShareCores(cores)]
     if resolve_memory_format(spec.memory_format, fields) == "channels_last":
         callbacks.append(ChannelsLast(volumes=volumes))
     trainer = make_trainer(recipe, run_dir, callbacks, volumes=volumes)
