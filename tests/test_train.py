@@ -252,13 +252,13 @@ def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
 ):
     from esszoo.tasks.regression import RegressionTask
 
-    step = RegressionTask.training_step
+    batch_loss = RegressionTask.batch_loss
 
-    def poisoned(self, batch, index):  # good for the first epoch, NaN from then on
-        loss = step(self, batch, index)
-        return loss * float("nan") if self.current_epoch >= 1 else loss
+    def poisoned(self, batch):  # good for the first epoch, NaN from then on
+        loss = batch_loss(self, batch)
+        return loss * float("nan") if self.current_epoch >= 1 and self.training else loss
 
-    monkeypatch.setattr(RegressionTask, "training_step", poisoned)
+    monkeypatch.setattr(RegressionTask, "batch_loss", poisoned)
     with pytest.raises(RunError, match="loss became nan in epoch 1"):
         train(tiny_recipe, ["trainer.max_epochs=3"])
     run_dir = tiny_recipe.parent / "runs" / "tiny"
@@ -364,3 +364,36 @@ def test_values_outside_a_cf_valid_range_are_missing(trained_run, station_file, 
     warm = dataset["tas"].values > threshold
     assert warm.any() and np.isnan(predicted["pr"].values[warm]).all()
     assert np.isfinite(predicted["pr"].values[~warm]).all()
+
+
+def test_batches_grouped_in_one_lightning_step_train_as_batches_one_at_a_time(
+    tmp_path, monkeypatch
+):
+    # groups of 1, 5 (an epoch of 22 batches ends in a partial group) and all batches of an
+    # epoch per Lightning step: the same optimizer steps, schedule and trained weights
+    from esszoo.data import batches
+
+    runs = {}
+    for group in (1, 5, 10_000):
+        monkeypatch.setattr(batches, "GROUP_VALUES", group * 256 * 3)
+        recipe = tiny_recipe_dict(tmp_path / "runs", name=f"group{group}")
+        recipe["trainer"]["max_epochs"] = 2
+        run_dir = train(write_recipe(tmp_path / f"group{group}.yaml", recipe))
+        with open(run_dir / "metrics.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        runs[group] = (load_file(run_dir / "model.safetensors"), rows)
+    weights, rows = runs[1]
+    samples = json.loads((tmp_path / "runs" / "group1" / "model.json").read_text())["data"]
+    steps = -(-samples["samples"]["train"] // 256)
+    assert steps > 5 and steps % 5
+    assert [int(row["step"]) for row in rows] == [steps, 2 * steps]
+    assert float(rows[-1]["lr"]) < 1e-3 * 3e-3  # the cosine schedule ran over the steps
+    for group in (5, 10_000):
+        other_weights, other_rows = runs[group]
+        assert [r["step"] for r in other_rows] == [r["step"] for r in rows]
+        assert [r["lr"] for r in other_rows] == [r["lr"] for r in rows]
+        assert [float(r["train_loss"]) for r in other_rows] == pytest.approx(
+            [float(r["train_loss"]) for r in rows], rel=1e-5
+        )
+        for name, tensor in weights.items():
+            torch.testing.assert_close(other_weights[name], tensor, rtol=1e-5, atol=1e-6)

@@ -25,7 +25,11 @@ def configure_optimizer(
         optimizer = torch.optim.AdamW(parameters, lr=spec.lr, weight_decay=spec.weight_decay)
     if spec.schedule == "none":
         return {"optimizer": optimizer}
-    total_steps = max(1, int(trainer.estimated_stepping_batches))
+    # optimizer steps, where a training batch may be a group of batches (TensorBatches)
+    batches = trainer.estimated_stepping_batches
+    loader = getattr(trainer, "train_dataloader", None)
+    per_batch = loader.steps() / len(loader) if hasattr(loader, "steps") and len(loader) else 1
+    total_steps = max(1, round(batches * per_batch))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return {
         "optimizer": optimizer,

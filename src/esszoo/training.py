@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from esszoo import checkpoint, plots
-from esszoo.data.batches import TensorBatches
+from esszoo.data.batches import TensorBatches, group_for
 from esszoo.errors import RunError
 from esszoo.fileio import atomic_path, write_text
 from esszoo.recipe import Recipe, load_recipe
@@ -386,7 +386,11 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
         tensors = task.prepare(data)
         sample = tensors["train"]["x"]
         train_loader = TensorBatches(
-            tensors["train"], spec.batch_size, shuffle=True, seed=spec.seed
+            tensors["train"],
+            spec.batch_size,
+            shuffle=True,
+            seed=spec.seed,
+            group=group_for(sample[0], spec.batch_size),
         )
         val_loader = TensorBatches(tensors["val"], spec.batch_size if sample.dim() > 2 else 8192)
     # written once data and model are known good: a recipe whose data fail leaves no run

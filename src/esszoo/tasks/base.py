@@ -19,6 +19,14 @@ A task is one file: a `Task` subclass registered with `esszoo.tasks.register_tas
 Here are the network and its recipe sections, the epoch's mean training loss, the
 optimizer, and the training and validation steps around `batch_loss`. Engineering
 (devices, precision, checkpoints, the run directory) is in `esszoo.training`.
+
+Optimization is manual (Lightning's `automatic_optimization = False`): a training batch
+may be a group of batches (`esszoo.data.batches.TensorBatches`), and the task takes one
+optimizer step per batch of the group. The group's last step goes through Lightning (its
+backward and optimizer hooks, loss scaling, DDP's gradient reduction); the others call
+backward and the optimizer directly, as a hand-written loop does, and count as optimizer
+steps of the run (`trainer.global_step`). Groups are never formed under DDP or with loss
+scaling (fp16), where every step goes through Lightning.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ class Task(L.LightningModule):
         self.trainer_spec = trainer
         self.stats: dict[str, torch.Tensor] = {}  # normalization, fixed by `prepare`
         self.train_loss = EpochMean("train_loss")
+        self.automatic_optimization = False
 
     # -- what a task defines -----------------------------------------------------------------
 
@@ -146,10 +155,34 @@ class Task(L.LightningModule):
 
     # -- what Lightning calls ----------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
-        loss = self.batch_loss(batch)
-        self.train_loss.update(self, loss, len(batch["x"]), batch_index)
-        return loss
+    def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        """One optimizer step for each batch of `trainer.batch_size` rows in `batch`."""
+        optimizer, schedule = self.optimizers(), self.lr_schedulers()
+        direct = getattr(self.trainer.precision_plugin, "scaler", None) is None
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        if batch_index == 0:
+            self.train_loss.reset()
+        size = self.trainer_spec.batch_size
+        starts = range(0, len(batch["x"]), size)
+        for start in starts:
+            part = {name: tensor[start : start + size] for name, tensor in batch.items()}
+            loss = self.batch_loss(part)
+            # backward outside the forward's autocast, as PyTorch advises
+            with torch.autocast(self.device.type, enabled=False):
+                if direct and start != starts[-1]:
+                    loss.backward()
+                    optimizer.optimizer.step()
+                    progress.increment_ready()
+                    progress.increment_completed()
+                else:
+                    self.manual_backward(loss)
+                    optimizer.step()
+            optimizer.optimizer.zero_grad(set_to_none=True)
+            if schedule is not None:
+                schedule.step()
+            self.train_loss.add(loss, len(part["x"]))
+        if batch_index == self.trainer.num_training_batches - 1:
+            self.train_loss.log(self)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
         self.log("val_loss", self.batch_loss(batch), on_epoch=True, prog_bar=True, sync_dist=True)

@@ -17,16 +17,16 @@ class EpochMean:
 
     def __init__(self, name: str):
         self.name = name
-        self.total: torch.Tensor | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.total: torch.Tensor | float = 0.0
         self.count = 0
 
-    def update(
-        self, task: L.LightningModule, loss: torch.Tensor, count: int, batch_index: int
-    ) -> None:
-        if batch_index == 0 or self.total is None:
-            self.total, self.count = torch.zeros((), device=loss.device), 0
-        self.total += loss.detach().float() * count
+    def add(self, loss: torch.Tensor, count: int) -> None:
+        self.total = self.total + loss.detach().float() * count
         self.count += count
-        if batch_index == task.trainer.num_training_batches - 1:
-            mean = self.total / self.count
-            task.log(self.name, mean, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+
+    def log(self, task: L.LightningModule) -> None:
+        mean = self.total / self.count
+        task.log(self.name, mean, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
