@@ -195,6 +195,46 @@ def test_tensor_batches_cover_every_row_once_per_epoch():
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
+def test_grouped_batches_hold_the_rows_of_batches_one_at_a_time():
+    import torch
+
+    rows = torch.arange(23).float()[:, None]
+    single = TensorBatches({"x": rows}, 3, shuffle=True, seed=1)
+    grouped = TensorBatches({"x": rows}, 3, shuffle=True, seed=1, group=4)
+    assert (len(single), len(grouped), grouped.steps()) == (8, 2, 8)
+    assert [len(b["x"]) for b in grouped] == [12, 11]
+    assert torch.equal(torch.cat([b["x"] for b in grouped]), torch.cat([b["x"] for b in single]))
+
+
+def test_splits_are_kept_on_an_accelerator_where_they_fit(monkeypatch):
+    # "meta" stands in for an accelerator of 1 MiB: a split of 400 kB fits in half of
+    # it, not in a quarter; the CPU keeps its tensors where they are
+    import torch
+
+    from esszoo.data import batches
+
+    monkeypatch.setattr(
+        batches, "device_memory", lambda device: 2**20 if device.type == "meta" else None
+    )
+    splits = {"train": {"x": torch.zeros(100_000)}, "val": {"x": torch.zeros(1000)}}
+    moved, note = batches.on_device(splits, torch.device("meta"), 0.5)
+    assert moved["train"]["x"].device.type == "meta" and "kept on meta" in note
+    kept, note = batches.on_device(splits, torch.device("meta"), 0.25)
+    assert kept["train"]["x"].device.type == "cpu" and "exceed 0.25" in note
+    assert batches.on_device(splits, torch.device("cpu"), 0.5) == (splits, None)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_batches_gathered_on_the_gpu_are_those_of_the_host():
+    import torch
+
+    rows = torch.randn(1000, 3)
+    host = TensorBatches({"x": rows}, 64, shuffle=True, seed=3, group=4)
+    device = TensorBatches({"x": rows.cuda()}, 64, shuffle=True, seed=3, group=4)
+    for a, b in zip(host, device, strict=True):
+        assert b["x"].is_cuda and torch.equal(a["x"], b["x"].cpu())
+
+
 def test_data_paths_are_read_only_through_the_door(tmp_path: Path):
     with pytest.raises(DataError, match="folder"):
         open_source(tmp_path)

@@ -397,3 +397,17 @@ def test_batches_grouped_in_one_lightning_step_train_as_batches_one_at_a_time(
         )
         for name, tensor in weights.items():
             torch.testing.assert_close(other_weights[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_data_kept_on_the_gpu_train_the_weights_of_data_copied_per_step(tmp_path):
+    weights = []
+    for fraction in (0, 0.25):
+        recipe = tiny_recipe_dict(tmp_path / "runs", name=f"device{fraction}")
+        recipe["trainer"] |= {"data_on_device": fraction, "deterministic": True}
+        recipe["trainer"] |= {"accelerator": "cuda", "max_epochs": 2}
+        weights.append(
+            load_file(train(write_recipe(tmp_path / "r.yaml", recipe)) / "model.safetensors")
+        )
+    for name, tensor in weights[0].items():
+        torch.testing.assert_close(weights[1][name], tensor, rtol=1e-5, atol=1e-6)

@@ -129,6 +129,15 @@ class TrainerOptions(Options):
         "runs on the machine",
     )
 
+    data_on_device: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="the fraction of an accelerator's memory the training and validation "
+        "tensors may take to be kept there for the run (batches gathered there, no copy per "
+        "step); 0: copied a batch at a time",
+    )
+
     @field_validator("threads")
     @classmethod
     def _positive_threads(cls, value: Any) -> Any:

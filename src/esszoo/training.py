@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from esszoo import checkpoint, plots
-from esszoo.data.batches import TensorBatches, group_for
+from esszoo.data.batches import TensorBatches, group_for, on_device
 from esszoo.errors import RunError
 from esszoo.fileio import atomic_path, write_text
 from esszoo.recipe import Recipe, load_recipe
@@ -380,19 +380,11 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
         )
     task = build_task(recipe, net)
     if data.streamed:  # left on disk: statistics by blocks, batches from worker processes
-        train_loader, val_loader = task.stream_loaders(data, spec.batch_size, spec.seed)
+        loaders = task.stream_loaders(data, spec.batch_size, spec.seed)
         sample = data.train.head(1).x
     else:
         tensors = task.prepare(data)
         sample = tensors["train"]["x"]
-        train_loader = TensorBatches(
-            tensors["train"],
-            spec.batch_size,
-            shuffle=True,
-            seed=spec.seed,
-            group=group_for(sample[0], spec.batch_size),
-        )
-        val_loader = TensorBatches(tensors["val"], spec.batch_size if sample.dim() > 2 else 8192)
     # written once data and model are known good: a recipe whose data fail leaves no run
     if launch_rank() == 0:
         write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
@@ -409,9 +401,9 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
     if resolve_memory_format(spec.memory_format, fields) == "channels_last":
         callbacks.append(ChannelsLast(volumes=volumes))
     trainer = make_trainer(recipe, run_dir, callbacks, volumes=volumes)
-    trainer.fit(
-        task, train_loader, val_loader, ckpt_path=last if resume else None, weights_only=True
-    )
+    if not data.streamed:
+        loaders = memory_loaders(tensors, spec, trainer.strategy.root_device)
+    trainer.fit(task, *loaders, ckpt_path=last if resume else None, weights_only=True)
     if not trainer.is_global_zero:
         return run_dir
     best = run_dir / "checkpoints" / "best.ckpt"
@@ -438,6 +430,27 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
     print(f"run written to {run_dir}")
     print(f"maps and plots: {run_dir / task.plot_file}, {run_dir / 'loss_curve.png'}")
     return run_dir
+
+
+def memory_loaders(
+    tensors: dict[str, dict[str, torch.Tensor]], spec: Any, device: torch.device
+) -> tuple[TensorBatches, TensorBatches]:
+    """The training and validation batches of splits held in memory: kept on the run's
+    device where they fit (`trainer.data_on_device`), grouped for small batches."""
+    splits, note = on_device(
+        {name: tensors[name] for name in ("train", "val")}, device, spec.data_on_device
+    )
+    if note and launch_rank() == 0:
+        print(f"note: {note}")
+    sample = splits["train"]["x"]
+    train = TensorBatches(
+        splits["train"],
+        spec.batch_size,
+        shuffle=True,
+        seed=spec.seed,
+        group=group_for(sample[0], spec.batch_size),
+    )
+    return train, TensorBatches(splits["val"], spec.batch_size if sample.dim() > 2 else 8192)
 
 
 def _checkpoint_epoch(path: Path) -> int:

@@ -17,6 +17,10 @@ batch of the group (`Task.training_step`): the rows, their order and the optimiz
 are those of ungrouped batches. `group_for` picks how many batches share a Lightning step.
 Distributed runs keep one batch per Lightning step: DDP reduces the gradients of one
 backward pass per forward.
+
+The tensors may live on the accelerator (`on_device`): they are moved there once, the
+permutation follows them once an epoch, and each batch is gathered there, with no copy
+from the host per step.
 """
 
 from __future__ import annotations
@@ -35,6 +39,35 @@ def group_for(sample: torch.Tensor, batch_size: int) -> int:
     """How many batches of `batch_size` samples like `sample` (the inputs' first sample)
     travel together: 1 for batches of large fields, many for small tables."""
     return max(1, GROUP_VALUES // (batch_size * max(1, sample.numel())))
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory of an accelerator (None for the CPU: its memory is the host's)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "mps":
+        return torch.mps.recommended_max_memory()
+    return None
+
+
+def on_device(
+    splits: dict[str, dict[str, torch.Tensor]], device: torch.device, fraction: float
+) -> tuple[dict[str, dict[str, torch.Tensor]], str | None]:
+    """The splits' tensors moved to `device` once, where they take at most `fraction` of
+    its memory (and the CPU keeps them where they are); a note of what was done."""
+    memory = device_memory(device)
+    if memory is None or fraction == 0:
+        return splits, None
+    size = sum(t.nbytes for tensors in splits.values() for t in tensors.values())
+    if size > fraction * memory:
+        return splits, (
+            f"the data ({size / 2**30:.2f} GiB) exceed {fraction:g} of the {device.type} "
+            "memory (trainer.data_on_device): batches are copied to it one at a time"
+        )
+    moved = {
+        name: {key: t.to(device) for key, t in tensors.items()} for name, tensors in splits.items()
+    }
+    return moved, f"the data ({size / 2**20:.0f} MiB) are kept on {device} for the run"
 
 
 class TensorBatches:
@@ -88,6 +121,7 @@ class TensorBatches:
             order = torch.randperm(self.length, generator=generator)
         else:
             order = torch.arange(self.length)
+        order = order.to(next(iter(self.tensors.values())).device)
         world, rank = process_world()
         rows = self.batch_size * self._group()
         if world > 1:
