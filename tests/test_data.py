@@ -289,3 +289,15 @@ def test_grib_without_cfgrib_is_one_clear_line(tmp_path, monkeypatch):
     )
     with pytest.raises(DataError, match="cfgrib is not installed; pip install cfgrib eccodes"):
         open_source(path)
+
+
+def test_a_fraction_of_device_memory_outside_0_to_1_is_refused_in_one_line(tmp_path):
+    from esszoo.errors import RecipeError
+    from esszoo.recipe import load_recipe
+    from tests.conftest import tiny_recipe_dict, write_recipe
+
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe_dict(tmp_path / "runs"))
+    for value in ("2", "-0.1"):
+        with pytest.raises(RecipeError, match="data_on_device") as error:
+            load_recipe(recipe, [f"trainer.data_on_device={value}"])
+        assert "\n" not in str(error.value).strip()
