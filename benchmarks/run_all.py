@@ -36,6 +36,8 @@ SECTIONS = {
     "radiation": "RRTMG emulated: accuracy, time per column against RRTMG, 100 days online",
     "radiation_remedies": "RRTMG emulators against online drift: the grey-radiation hybrid and "
     "training on their own online states",
+    "predict_speed": "Predictions: esszoo predict over a hand-written no_grad loop (goal at most "
+    "1.05), exported forms against eager",
     "threads": "Sharing a machine: one and two trainings at once (goal: two cost about twice one)",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
