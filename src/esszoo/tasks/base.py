@@ -25,8 +25,8 @@ may be a group of batches (`esszoo.data.batches.TensorBatches`), and the task ta
 optimizer step per batch of the group. The group's last step goes through Lightning (its
 backward and optimizer hooks, loss scaling, DDP's gradient reduction); the others call
 backward and the optimizer directly, as a hand-written loop does, and count as optimizer
-steps of the run (`trainer.global_step`). Groups are never formed under DDP or with loss
-scaling (fp16), where every step goes through Lightning.
+steps of the run (`trainer.global_step`). Groups are never formed under DDP; with loss
+scaling (fp16) every step of a group goes through Lightning.
 """
 
 from __future__ import annotations
