@@ -50,6 +50,23 @@ def median_seconds(function: Callable[[], object], repeats: int = 5, warmup: int
     return statistics.median(times)
 
 
+def interleaved_seconds(
+    functions: list[Callable[[], object]], repeats: int = 5, warmup: int = 1
+) -> list[float]:
+    """The median time of each of `functions`, timed in turn (one call of each, then the
+    next round), so that a drift of a shared machine's speed falls on all of them alike."""
+    for function in functions:
+        for _ in range(warmup):
+            function()
+    times: list[list[float]] = [[] for _ in functions]
+    for _ in range(repeats):
+        for function, spent in zip(functions, times, strict=True):
+            start = time.perf_counter()
+            function()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
+
+
 def table(header: list[str], rows: list[list[object]]) -> str:
     def cell(value: object) -> str:
         if isinstance(value, float):

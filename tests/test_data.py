@@ -11,6 +11,7 @@ import xarray as xr
 
 from esszoo.data import catalog
 from esszoo.data.batches import TensorBatches
+from esszoo.data.coords import horizontal
 from esszoo.data.source import open_source
 from esszoo.data.splits import contiguous_split
 from esszoo.data.tabular import tabular_data
@@ -301,3 +302,24 @@ def test_a_fraction_of_device_memory_outside_0_to_1_is_refused_in_one_line(tmp_p
         with pytest.raises(RecipeError, match="data_on_device") as error:
             load_recipe(recipe, [f"trainer.data_on_device={value}"])
         assert "\n" not in str(error.value).strip()
+
+
+def test_coordinates_are_found_without_formatting_the_data(monkeypatch):
+    """OSTIA's fields name a grid_mapping variable that a selection leaves out; cf_xarray
+    would format the whole array into an error it drops, on every lookup (a second per
+    call on a stack of global fields). The lookup reads the coordinates alone."""
+    field = xr.DataArray(
+        np.zeros((2, 3, 4), dtype=np.float32),
+        dims=("time", "lat", "lon"),
+        coords={"lat": [-10.0, 0.0, 10.0], "lon": [0.0, 90.0, 180.0, 270.0]},
+        name="sst",
+        attrs={"grid_mapping": "crs"},  # no variable 'crs'
+    )
+    formatted = []
+    original = xr.Variable.__repr__
+    monkeypatch.setattr(
+        xr.Variable, "__repr__", lambda self: formatted.append(self.dims) or original(self)
+    )
+    assert horizontal(field, "latitude").name == "lat"
+    assert horizontal(field, "longitude").name == "lon"
+    assert formatted == []

@@ -25,12 +25,17 @@ LOOKED_FOR = {
 }
 
 
-def _guessed(obj: xr.Dataset | xr.DataArray) -> xr.Dataset | xr.DataArray:
-    """A copy of `obj` with CF attributes guessed from the names of coordinates that have
-    none (the original is left as it is)."""
+def _guessed(obj: xr.Dataset | xr.DataArray) -> xr.Dataset:
+    """The coordinates of `obj`, alone, with CF attributes guessed from the names of those
+    that have none (the original is left as it is).
+
+    Only the coordinates are looked at: with the data variables, cf_xarray formats the
+    whole of an array whose `grid_mapping` names a variable that is not there (OSTIA's,
+    once selected) into an error it then drops, several times a lookup: a second per
+    call on a stack of global fields."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return obj.cf.guess_coord_axis()
+        return obj.coords.to_dataset().cf.guess_coord_axis()
 
 
 def _candidates(obj: xr.Dataset | xr.DataArray, key: str) -> list[str]:

@@ -195,12 +195,17 @@ class RegressionTask(Task):
         an input is missing."""
         outputs = [Variable.from_dict(v) for v in description["outputs"]]
         template = inputs[0]
-        values = np.stack([load_values(a) for a in inputs], axis=-1).reshape(-1, len(inputs))
+        values = np.empty((template.size, len(inputs)), dtype=np.float32)  # what the net takes
+        for column, array in enumerate(inputs):
+            values[:, column] = load_values(array, dtype=np.float32).reshape(-1)
         valid = np.isfinite(values).all(axis=1)
-        result = np.full((values.shape[0], len(outputs)), np.nan, dtype=np.float32)
-        if valid.any():
-            x = torch.from_numpy(values[valid]).float()
-            result[valid] = predict_in_batches(predictor, x).numpy()
+        if valid.all():  # no copy of a global field's worth of columns
+            result = predict_in_batches(predictor, torch.from_numpy(values)).numpy()
+        else:
+            result = np.full((values.shape[0], len(outputs)), np.nan, dtype=np.float32)
+            if valid.any():
+                x = torch.from_numpy(values[valid])
+                result[valid] = predict_in_batches(predictor, x).numpy()
         predicted = xr.Dataset(coords=dict(template.coords.items()))
         names = ", ".join(str(a.name) for a in inputs)
         for column, variable in enumerate(outputs):
