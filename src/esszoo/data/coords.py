@@ -25,24 +25,54 @@ LOOKED_FOR = {
 }
 
 
-def _guessed(obj: xr.Dataset | xr.DataArray) -> xr.Dataset:
-    """The coordinates of `obj`, alone, with CF attributes guessed from the names of those
-    that have none (the original is left as it is).
+_FOUND: dict[tuple, dict[str, list[str]]] = {}  # the names found, by coordinates' signature
+
+
+def _signature(obj: xr.Dataset | xr.DataArray) -> tuple:
+    """What a CF lookup reads of the coordinates: names, dimensions, types, attributes."""
+    return tuple(
+        (
+            name,
+            coord.dims,
+            str(coord.dtype),
+            _first_type(coord) if coord.dtype == object and coord.size else "",
+            repr(sorted(coord.attrs.items())),
+        )
+        for name, coord in obj.coords.items()
+    )
+
+
+def _first_type(coord: xr.DataArray) -> str:
+    """The type of a coordinate's first value (objects: cftime dates, or anything else)."""
+    return type(coord.isel({dim: 0 for dim in coord.dims}).values.item()).__name__
+
+
+def _found(obj: xr.Dataset | xr.DataArray) -> dict[str, list[str]]:
+    """The coordinates of `obj` that are time, latitude and longitude, by CF attributes or,
+    for those without, by the names common producers give them.
 
     Only the coordinates are looked at: with the data variables, cf_xarray formats the
     whole of an array whose `grid_mapping` names a variable that is not there (OSTIA's,
     once selected) into an error it then drops, several times a lookup: a second per
-    call on a stack of global fields."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return obj.coords.to_dataset().cf.guess_coord_axis()
+    call on a stack of global fields. And a lookup is made once per set of coordinates
+    (cf_xarray's takes tens of milliseconds; a prediction asks several times)."""
+    signature = _signature(obj)
+    if signature not in _FOUND:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            guessed = obj.coords.to_dataset().cf.guess_coord_axis()
+        coordinates, axes = guessed.cf.coordinates, guessed.cf.axes
+        if len(_FOUND) > 64:
+            _FOUND.clear()
+        _FOUND[signature] = {
+            key: [*coordinates.get(key, []), *axes.get(axis, [])]
+            for key, axis in (("time", "T"), ("latitude", "Y"), ("longitude", "X"))
+        }
+    return _FOUND[signature]
 
 
 def _candidates(obj: xr.Dataset | xr.DataArray, key: str) -> list[str]:
-    guessed = _guessed(obj)
-    axis = {"time": "T", "latitude": "Y", "longitude": "X"}[key]
-    names = [*guessed.cf.coordinates.get(key, []), *guessed.cf.axes.get(axis, [])]
-    return [name for name in dict.fromkeys(names) if name in obj.coords]
+    return [name for name in dict.fromkeys(_found(obj)[key]) if name in obj.coords]
 
 
 def is_time(values: np.ndarray) -> bool:
