@@ -2,8 +2,8 @@
 
 `LightningModule.log` walks its metric state on every call (measured here: about 0.5 ms a
 step on the CPU, a third of a small MLP's step at batch 256). The epoch's mean loss is
-therefore summed in tensors on the device, without a synchronisation, and logged once, at
-the epoch's last batch.
+therefore kept in tensors on the device, without a synchronisation, and averaged and
+logged once, at the epoch's last batch.
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ class EpochMean:
         self.reset()
 
     def reset(self) -> None:
-        self.total: torch.Tensor | float = 0.0
-        self.count = 0
+        self.losses: list[torch.Tensor] = []  # each batch's, detached, on the device
+        self.counts: list[int] = []
 
     def add(self, loss: torch.Tensor, count: int) -> None:
-        self.total = self.total + loss.detach().float() * count
-        self.count += count
+        self.losses.append(loss.detach())  # no arithmetic per step: summed once, in `log`
+        self.counts.append(count)
 
     def log(self, task: L.LightningModule) -> None:
-        mean = self.total / self.count
+        losses = torch.stack(self.losses).float()
+        counts = torch.tensor(self.counts, dtype=losses.dtype, device=losses.device)
+        mean = (losses * counts).sum() / counts.sum()
         task.log(self.name, mean, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
