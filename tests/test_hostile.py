@@ -164,6 +164,17 @@ def predict_missing_variable(p):
 
 
 @case
+def predict_values_beyond_float32(p):
+    def change(ds):
+        values = ds["tas"].values.astype(np.float64)
+        values[0] = 1e39  # finite in the file, infinite in the network's float32
+        return ds.assign(tas=(ds["tas"].dims, values, ds["tas"].attrs))
+
+    data = p.stations_with(change)
+    return ["predict", p.run, "--data", data, "--out", p.root / "o.nc"], "float32 range"
+
+
+@case
 def predict_over_its_own_input(p):
     return ["predict", p.run, "--data", p.stations, "--out", p.stations], "stations.nc"
 

@@ -138,7 +138,8 @@ def load_values(array: xr.DataArray, part: bool = False, dtype: type = np.float6
             "disk (translation: data.stream: true)",
         )
     try:
-        values = np.asarray(array.values, dtype=dtype)
+        with np.errstate(over="ignore"):  # overflows into a narrower type: refused below
+            values = np.asarray(array.values, dtype=dtype)
     except (OSError, RuntimeError, ValueError) as error:
         raise DataError(
             f"cannot read the values of '{array.name}' ({str(error)[:160]})",
@@ -149,7 +150,22 @@ def load_values(array: xr.DataArray, part: bool = False, dtype: type = np.float6
             f"variable '{array.name}' holds {array.dtype} values, not numbers",
             "choose numeric variables",
         ) from None
+    if values.dtype.itemsize < array.dtype.itemsize and np.isinf(values).any():
+        refuse_overflow(array, values)
     return values if part else require_values(array, values)
+
+
+def refuse_overflow(array: xr.DataArray, values: np.ndarray) -> None:
+    """Values finite in the file but beyond the range of `values`' narrower type would turn
+    into infinities, read as missing: refused rather than silently dropped."""
+    overflowed = np.isinf(values) & np.isfinite(np.asarray(array.values))
+    if overflowed.any():
+        largest = np.abs(np.asarray(array.values)[overflowed]).max()
+        raise DataError(
+            f"variable '{array.name}' holds values up to {largest:.3g}, beyond the "
+            f"{values.dtype} range (+-{np.finfo(values.dtype).max:.3g}) the network takes",
+            "rescale the variable (or mask such fill values as missing) before predicting",
+        )
 
 
 def require_values(array: xr.DataArray, values: np.ndarray) -> np.ndarray:
