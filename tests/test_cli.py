@@ -29,7 +29,7 @@ def recipe_with(tmp_path, **changes):
 def test_models_lists_the_zoo_as_json(capsys):
     status, out, _ = run_cli(["models", "--task", "regression", "--json"], capsys)
     assert status == 0
-    assert [card["name"] for card in json.loads(out)] == ["mlp"]
+    assert [card["name"] for card in json.loads(out)] == ["bnn_mlp", "mlp"]
 
 
 def test_info_counts_parameters_at_the_reference_configuration(capsys):

@@ -108,12 +108,15 @@ def info(
 def tasks() -> None:
     """List the tasks, the data kinds each learns from, and the options of its section."""
     from esszoo.data.kinds import data_kind
+    from esszoo.options import TaskOptions
     from esszoo.tasks import tasks as registered
 
+    shared = [k for k in TaskOptions.model_fields if k != "name"]
+    print(f"every task: {', '.join(shared)}")
     for name, task in sorted(registered().items()):
         summary = (task.__doc__ or "").strip().splitlines()[0]
         print(f"{name}: {summary}")
-        options = [k for k in task.Options.model_fields if k != "name"]
+        options = [k for k in task.Options.model_fields if k not in TaskOptions.model_fields]
         print(f"  task options  {', '.join(options) or 'none'}")
         for kind_name in task.data_kinds:
             kind = data_kind(kind_name)

@@ -12,6 +12,7 @@ esszoo's own outputs on the run's test inputs within ``TOLERANCE``.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -107,7 +108,10 @@ def _torchscript(
     x: torch.Tensor | tuple[torch.Tensor, ...],
     path: Path,
 ) -> None:
-    with torch.no_grad():
+    # the trace is checked against the eager module (`_check`): the tracer's warnings about
+    # Python values it freezes (a fixed ODE time grid, say) say nothing more
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(module, _batch(x, 2), check_trace=False)
     traced = torch.jit.freeze(traced.eval())
     variables = {"inputs": description.get("inputs"), "outputs": description.get("outputs")}

@@ -93,6 +93,12 @@ class TaskOptions(Options):
     """What every task section holds; a task's own options subclass this."""
 
     name: str = Field(description="the task (esszoo tasks lists them)")
+    kl_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="for Bayesian networks (model.bayesian): the weight of KL[q || prior] / N "
+        "added to the loss (Blundell et al. 2015, Eq. 8; N training samples)",
+    )
 
 
 class TrainerOptions(Options):

@@ -148,7 +148,7 @@ def _explain(
             )
         return RecipeError(
             f"unknown recipe key '{key}' in {where}{more}",
-            did_you_mean(location[-1], valid) or _near_elsewhere(prefix, location) or here,
+            did_you_mean(location[-1], [*valid, *_keys_elsewhere(prefix, location)]) or here,
         )
     if first["type"] == "missing":
         hint = _description(schema, location)
@@ -185,8 +185,8 @@ def _elsewhere(
     return f"is an option of the data of {', '.join(owners)}, not of {own}" if owners else ""
 
 
-def _near_elsewhere(prefix: tuple[str, ...], location: tuple[str, ...]) -> str:
-    """'did you mean' among the keys of other tasks (or data kinds) at the same place."""
+def _keys_elsewhere(prefix: tuple[str, ...], location: tuple[str, ...]) -> set[str]:
+    """The keys of every task (or data kind) at the same place, for 'did you mean'."""
     from esszoo.data.kinds import data_kinds
     from esszoo.tasks import tasks
 
@@ -194,8 +194,7 @@ def _near_elsewhere(prefix: tuple[str, ...], location: tuple[str, ...]) -> str:
         schemas = [t.Options for t in tasks().values()]
     else:
         schemas = [k.options for k in data_kinds().values()]
-    keys = {key for schema in schemas for key in valid_keys(schema, location)}
-    return did_you_mean(location[-1], sorted(keys))
+    return {key for schema in schemas for key in valid_keys(schema, location)}
 
 
 def _reads(schema: type[BaseModel], location: tuple[str, ...]) -> bool:

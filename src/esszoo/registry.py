@@ -174,10 +174,15 @@ def model_arguments(name: str) -> dict[str, inspect.Parameter]:
 
 
 def create_model(name: str, **kwargs: Any) -> Any:
-    """Build the model registered as `name` with keyword arguments `kwargs`."""
+    """Build the model registered as `name` with keyword arguments `kwargs`.
+
+    ``bayesian`` (any model): a dict of `esszoo.layers.bayesian.to_bayesian`'s options
+    ({} for its defaults), which makes the model's linear and convolutional layers Bayes
+    by Backprop layers."""
     builder = _builder(name)
     params = model_arguments(name)
-    for key in kwargs:
+    bayesian = kwargs.get("bayesian")
+    for key in [key for key in kwargs if key != "bayesian"]:
         if key not in params:
             hint = did_you_mean(key, params) or f"it takes: {', '.join(params)}"
             raise ModelError(f"model '{name}' has no argument '{key}'", hint)
@@ -188,11 +193,28 @@ def create_model(name: str, **kwargs: Any) -> Any:
     ]
     if missing:
         raise ModelError(f"model '{name}' needs the argument(s) {', '.join(missing)}")
-    model = builder(**kwargs)
+    model = builder(**{key: value for key, value in kwargs.items() if key != "bayesian"})
+    if bayesian is not None:
+        _make_bayesian(name, model, bayesian)
     # Recorded on the module (as timm records `pretrained_cfg`) so that `esszoo.save` can
     # write a self-describing checkpoint of a model built here.
     model.esszoo_spec = {"name": name, "arguments": dict(kwargs)}
     return model
+
+
+def _make_bayesian(name: str, model: Any, options: Any) -> None:
+    from esszoo.layers.bayesian import to_bayesian
+
+    taken = dict(inspect.signature(to_bayesian).parameters)
+    taken.pop("net")
+    if not isinstance(options, dict) or any(key not in taken for key in options):
+        unknown = [key for key in options if key not in taken] if isinstance(options, dict) else []
+        raise ModelError(
+            f"model '{name}': bayesian takes a mapping of {', '.join(taken)}"
+            + (f", not {', '.join(unknown)}" if unknown else f", got {options!r}"),
+            "e.g. bayesian: {method: flipout, prior_sigma: 0.1} ({} for the defaults)",
+        )
+    to_bayesian(model, **options)
 
 
 def list_models(task: str | None = None, family: str | None = None) -> list[str]:

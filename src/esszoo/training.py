@@ -23,6 +23,7 @@ from esszoo import checkpoint, plots
 from esszoo.data.batches import TensorBatches, group_for, on_device
 from esszoo.errors import RunError
 from esszoo.fileio import atomic_path, write_text
+from esszoo.layers.ode import ODEBlock, ode_blocks
 from esszoo.recipe import Recipe, load_recipe
 from esszoo.registry import create_model, model_arguments, model_card
 from esszoo.run import (
@@ -198,6 +199,23 @@ class MetricsHistory(Callback):
         self.rows = keep
         self.echo = echo
         self.started = time.perf_counter()
+        # an ODE network's function evaluations in training batches (not validation's)
+        self.ode_blocks: list[ODEBlock] = []
+        self.evaluations, self.before, self.epoch_step = 0, 0, 0
+
+    def setup(self, trainer: L.Trainer, task: L.LightningModule, stage: str) -> None:
+        self.ode_blocks = ode_blocks(task.net)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        self.evaluations, self.epoch_step = 0, trainer.global_step
+
+    def on_train_batch_start(self, trainer, task, batch, batch_index) -> None:  # noqa: ANN001
+        if self.ode_blocks:
+            self.before = sum(block.evaluations for block in self.ode_blocks)
+
+    def on_train_batch_end(self, trainer, task, outputs, batch, batch_index) -> None:  # noqa: ANN001
+        if self.ode_blocks:
+            self.evaluations += sum(block.evaluations for block in self.ode_blocks) - self.before
 
     def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -209,6 +227,9 @@ class MetricsHistory(Callback):
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - self.started, 3),
         }
+        if self.ode_blocks:  # the ODE's cost: evaluations of its network per optimizer step
+            steps = max(1, trainer.global_step - self.epoch_step)
+            row["function_evaluations"] = self.evaluations / steps
         self.rows.append(row)
         if trainer.is_global_zero:
             write_csv(self.rows, self.path)

@@ -43,6 +43,7 @@ from torch import nn
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.variables import Variable
 from esszoo.errors import DataError
+from esszoo.layers.bayesian import bayesian_layers, kl_divergence
 from esszoo.optim import configure_optimizer
 from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.tasks.logging import EpochMean
@@ -72,6 +73,8 @@ class Task(L.LightningModule):
         self.stats: dict[str, torch.Tensor] = {}  # normalization, fixed by `prepare`
         self.train_loss = EpochMean("train_loss")
         self.automatic_optimization = False
+        self.bayesian_layers: list[nn.Module] = []  # Bayes by Backprop layers (`on_fit_start`)
+        self.samples = 1
 
     # -- what a task defines -----------------------------------------------------------------
 
@@ -167,6 +170,8 @@ class Task(L.LightningModule):
         for start in starts:
             part = {name: tensor[start : start + size] for name, tensor in batch.items()}
             loss = self.batch_loss(part)
+            if self.bayesian_layers:  # Bayes by Backprop's minibatch free energy (Eq. 8)
+                loss = loss + self.spec.kl_weight * kl_divergence(self.net) / self.samples
             # backward outside the forward's autocast, as PyTorch advises
             with torch.autocast(self.device.type, enabled=False):
                 if direct and start != starts[-1]:
@@ -183,6 +188,15 @@ class Task(L.LightningModule):
             self.train_loss.add(loss, len(part["x"]))
         if batch_index == self.trainer.num_training_batches - 1:
             self.train_loss.log(self)
+
+    def on_fit_start(self) -> None:
+        self.bayesian_layers = bayesian_layers(self.net)
+        loader = self.trainer.train_dataloader
+        # the training samples N of the KL term: the rows of the split, or (for data read
+        # from disk) the batches' rows
+        self.samples = getattr(loader, "length", None) or (
+            self.trainer.num_training_batches * self.trainer_spec.batch_size
+        )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
         self.log("val_loss", self.batch_loss(batch), on_epoch=True, prog_bar=True, sync_dist=True)

@@ -1,3 +1,3 @@
 """Fully connected networks: learned replacements of hand-written physics."""
 
-from esszoo.models.fully_connected import mlp  # noqa: F401
+from esszoo.models.fully_connected import bnn_mlp, mlp  # noqa: F401
