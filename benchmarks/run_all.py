@@ -39,6 +39,7 @@ SECTIONS = {
     "predict_speed": "Predictions: esszoo predict over a hand-written no_grad loop (goal at most "
     "1.05), exported forms against eager",
     "threads": "Sharing a machine: one and two trainings at once (goal: two cost about twice one)",
+    "neural_ode": "Neural ODEs: ODE-Net against its ResNet on MNIST-5k (Chen et al. 2018)",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

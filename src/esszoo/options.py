@@ -155,3 +155,13 @@ class TrainerOptions(Options):
     @classmethod
     def _precision_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
+
+
+class UncertaintyOptions(Options):
+    """The recipe's ``uncertainty`` section."""
+
+    method: Literal["bayes", "mc_dropout"] = Field(
+        description="bayes: Bayes by Backprop weights; mc_dropout: dropout on at prediction"
+    )
+    samples: int = Field(default=30, ge=2, description="draws of each prediction")
+    seed: int = Field(default=0, description="the seed of the draws")

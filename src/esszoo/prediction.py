@@ -24,8 +24,10 @@ from esszoo.data.source import for_writing, open_source
 from esszoo.data.variables import Variable
 from esszoo.errors import DataError
 from esszoo.fileio import atomic_path
+from esszoo.options import UncertaintyOptions
 from esszoo.recipe import import_modules
 from esszoo.tasks import DEFAULT_TASK, task_class
+from esszoo.uncertainty import draws
 from esszoo.units import converter
 
 
@@ -110,6 +112,9 @@ def predict_dataset(
     sample_dim = _sample_dim(arrays[0], trained_dim) if description.get("grid") else None
     with predictor.counting() as counts:
         predicted = task.predictions(predictor, arrays, description, sample_dim)
+    uncertainty = description.get("recipe", {}).get("uncertainty")
+    if uncertainty:
+        predicted = _with_draws(predicted, task, predictor, arrays, description, sample_dim)
     if restore is not None:
         predicted = restore(predicted)
     notes += _beyond_bounds(predicted, counts, description)
@@ -123,6 +128,43 @@ def predict_dataset(
     for note in notes:
         print(f"note: {note}")
     return _with_provenance(predicted, dataset, description, notes)
+
+
+def _with_draws(
+    predicted: xr.Dataset,
+    task: type,
+    predictor: torch.nn.Module,
+    arrays: list[xr.DataArray],
+    description: dict,
+    sample_dim: str | None,
+) -> xr.Dataset:
+    """The run's draws of the predictions (`esszoo.uncertainty`) along a ``realization``
+    dimension: each output variable becomes their mean, beside its spread and the draws."""
+    options = UncertaintyOptions(**description["recipe"]["uncertainty"])
+    samples = draws(
+        lambda: task.predictions(predictor, arrays, description, sample_dim),
+        predictor.net,
+        options,
+    )
+    drawn = xr.concat(samples, dim="realization")
+    drawn = drawn.assign_coords(realization=np.arange(options.samples))
+    drawn["realization"].attrs = {"standard_name": "realization", "long_name": "draw"}
+    result = predicted.copy()
+    method = {"bayes": "Bayes by Backprop weights", "mc_dropout": "MC dropout"}[options.method]
+    for name in [n for n in predicted.data_vars if n in drawn.data_vars]:
+        draws_of = drawn[name]
+        attrs = predicted[name].attrs
+        result[name] = draws_of.mean("realization").assign_attrs(
+            attrs | {"cell_methods": "realization: mean", "comment": f"mean of {options.samples} "
+                     f"draws ({method}); {attrs.get('comment', '')}".rstrip("; ")}
+        )  # fmt: skip
+        result[f"{name}_spread"] = draws_of.std("realization", ddof=1).assign_attrs(
+            units=attrs.get("units", ""),
+            long_name=f"standard deviation of the draws of {name}",
+            cell_methods="realization: standard_deviation",
+        )
+        result[f"{name}_draws"] = draws_of.assign_attrs(attrs | {"long_name": f"draws of {name}"})
+    return result
 
 
 def _beyond_bounds(

@@ -25,7 +25,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
 from esszoo.errors import RecipeError, did_you_mean
-from esszoo.options import DataOptions, Options, TaskOptions, TrainerOptions
+from esszoo.options import (
+    DataOptions,
+    Options,
+    TaskOptions,
+    TrainerOptions,
+    UncertaintyOptions,
+)
 
 
 class ModelOptions(BaseModel):
@@ -54,6 +60,11 @@ class Recipe(Options):
         default=None,
         description="a run or checkpoint to start from; the first layer is adapted by "
         "variable name",
+    )
+    uncertainty: UncertaintyOptions | None = Field(
+        default=None,
+        description="draws of every prediction and their scores (esszoo.uncertainty): "
+        "{method: bayes or mc_dropout, samples: 30}",
     )
     out_dir: str = "runs"
 

@@ -217,7 +217,8 @@ def _score_blocks(
     return with_units(rows, data), *shown
 
 
-UNIT_SCORES = ("rmse", "mae", "bias", "area_mean_err", "crps")  # in the targets' units
+# scores in the targets' units
+UNIT_SCORES = ("rmse", "mae", "bias", "area_mean_err", "crps", "rmse_of_mean", "spread")
 
 
 def with_units(rows: list[dict[str, Any]], data: SplitData) -> list[dict[str, Any]]:

@@ -23,7 +23,9 @@ from esszoo import checkpoint, plots
 from esszoo.data.batches import TensorBatches, group_for, on_device
 from esszoo.errors import RunError
 from esszoo.fileio import atomic_path, write_text
+from esszoo.layers.bayesian import bayesian_layers
 from esszoo.layers.ode import ODEBlock, ode_blocks
+from esszoo.predictor import predict_in_batches
 from esszoo.recipe import Recipe, load_recipe
 from esszoo.registry import create_model, model_arguments, model_card
 from esszoo.run import (
@@ -33,11 +35,14 @@ from esszoo.run import (
     build_task,
     print_table,
     score_rows,
+    task_inputs,
+    with_units,
     write_csv,
 )
 from esszoo.tasks import task_class
 from esszoo.threads import CoreShare
 from esszoo.transfer import init_from_checkpoint
+from esszoo.uncertainty import check_model, reliability_plot, score_uncertainty
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
@@ -392,6 +397,8 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
     taken = model_arguments(recipe.model.name)
     shape = {k: v for k, v in shape.items() if k in taken or k not in task_type.optional_shape}
     net = create_model(recipe.model.name, **shape, **arguments)
+    if recipe.uncertainty is not None:
+        net = uncertain_model(recipe, net, shape, arguments, data)
     if recipe.init_from and not resume:
         report = init_from_checkpoint(net, recipe.init_from, data.inputs)
         print(
@@ -448,9 +455,50 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
     plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)
     task.plot(predictions, truth, data, run_dir / task.plot_file)
     print_table(rows, f"{recipe.name}: test split ({len(data.test)} samples)", task.printed_scores)
+    if recipe.uncertainty is not None:
+        _score_uncertainty(recipe, task, predictor, data, run_dir)
     print(f"run written to {run_dir}")
     print(f"maps and plots: {run_dir / task.plot_file}, {run_dir / 'loss_curve.png'}")
     return run_dir
+
+
+def uncertain_model(
+    recipe: Recipe, net: torch.nn.Module, shape: dict, arguments: dict, data: Any
+) -> torch.nn.Module:
+    """The network of a recipe with an uncertainty section: made Bayesian for method bayes
+    (unless it is already), checked to draw by its method."""
+    method = recipe.uncertainty.method
+    if data.streamed:
+        raise RunError(
+            "uncertainty needs the data in memory: its draws are scored on the whole test split",
+            "set data.stream: false, or remove the uncertainty section",
+        )
+    if method == "bayes" and not bayesian_layers(net) and "bayesian" not in arguments:
+        net = create_model(recipe.model.name, **shape, **arguments, bayesian={})
+    check_model(net, method, recipe.model.name)
+    return net
+
+
+def _score_uncertainty(
+    recipe: Recipe, task: Any, predictor: torch.nn.Module, data: Any, run_dir: Path
+) -> None:
+    """Draws of the test predictions scored beside a climatological ensemble:
+    uncertainty.csv and reliability.png."""
+    test = data.tables["test"]
+    inputs = task_inputs(test)
+    label = task.label(recipe.model.name)
+    rows, ensembles = score_uncertainty(
+        lambda: predict_in_batches(predictor, *inputs),
+        predictor.net,
+        recipe.uncertainty,
+        test.y,
+        data.tables["train"].y,
+        label,
+    )
+    rows = with_units(rows, data)
+    write_csv(rows, run_dir / "uncertainty.csv")
+    reliability_plot(ensembles, test.y, run_dir / "reliability.png", recipe.name)
+    print_table(rows, f"{recipe.name}: draws of the test split ({recipe.uncertainty.method})")
 
 
 def memory_loaders(
