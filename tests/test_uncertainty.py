@@ -50,10 +50,10 @@ def test_draws_are_reproducible_and_leave_the_global_generator_alone():
     x = torch.randn(8, 3)
     options = UncertaintyOptions(method="mc_dropout", samples=4, seed=7)
     torch.manual_seed(123)
-    first = torch.stack(draws(lambda: net(x), net, options))
+    first = torch.stack(draws(lambda model: model(x), [net], options))
     after = torch.rand(1)
     torch.manual_seed(123)
-    second = torch.stack(draws(lambda: net(x), net, options))
+    second = torch.stack(draws(lambda model: model(x), [net], options))
     assert torch.equal(first, second) and torch.equal(torch.rand(1), after)
     assert not torch.equal(first[0], first[1])  # each draw a new dropout mask
     assert not net.training and all(not m.training for m in net.modules())
@@ -112,3 +112,36 @@ def test_method_bayes_makes_the_model_bayesian_and_its_checkpoint_says_so(tmp_pa
     net = esszoo.load(tmp_path / "runs" / "bayes").net
     assert sum(isinstance(m, BayesianLayer) for m in net.modules()) == 3  # two hidden, one out
     assert (tmp_path / "runs" / "bayes" / "uncertainty.csv").is_file()
+
+
+def test_an_ensemble_trains_seeded_members_and_predicts_a_draw_per_member(
+    tmp_path, station_file, capsys
+):
+    recipe = tiny_recipe_dict(
+        tmp_path / "runs",
+        name="ens",
+        **{"uncertainty": {"method": "ensemble", "members": 3}, "trainer.max_epochs": 1},
+    )
+    status, _, err = run_cli(["train", write_recipe(tmp_path / "e.yaml", recipe)], capsys)
+    assert status == 0, err
+    run_dir = tmp_path / "runs" / "ens"
+    seeds = [
+        esszoo.load(folder).description["training"]["seed"]
+        for folder in (run_dir, run_dir / "members" / "member_1", run_dir / "members" / "member_2")
+    ]
+    assert seeds == [0, 1, 2]
+    with open(run_dir / "uncertainty.csv") as handle:
+        model, _ = csv.DictReader(handle)
+    assert model["method"] == "ensemble" and model["samples"] == "3"
+    out = tmp_path / "predicted.nc"
+    status, _, err = run_cli(["predict", run_dir, "--data", station_file, "--out", out], capsys)
+    assert status == 0, err
+    drawn = xr.open_dataset(out)["pr_draws"]
+    assert drawn.sizes["realization"] == 3
+    assert not np.allclose(drawn.isel(realization=0), drawn.isel(realization=1))
+    # a member missing: one clear line, not a silent ensemble of fewer
+    import shutil
+
+    shutil.rmtree(run_dir / "members" / "member_2")
+    status, _, err = run_cli(["predict", run_dir, "--data", station_file, "--out", out], capsys)
+    assert status == 2 and "member_2" in err and len(err.strip().splitlines()) == 1

@@ -215,7 +215,24 @@ def load(path: str | Path) -> Predictor:
     )
     predictor.description = record
     predictor.tensors = extra  # the grid's coordinates, ... (without the prefix)
+    predictor.members = _ensemble_members(record, weights_path.parent)
     return predictor.eval()
+
+
+def _ensemble_members(record: dict[str, Any], directory: Path) -> list[Predictor]:
+    """The other members of a run trained as an ensemble (uncertainty.method ensemble),
+    kept in its members/ folder."""
+    uncertainty = record.get("recipe", {}).get("uncertainty") or {}
+    if uncertainty.get("method") != "ensemble" or directory.parent.name == "members":
+        return []
+    folders = [directory / "members" / f"member_{k}" for k in range(1, uncertainty["members"])]
+    missing = [str(folder) for folder in folders if not (folder / DESCRIPTION).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"the ensemble's member(s) {', '.join(missing)} are missing",
+            "keep the run directory whole (its members/ folder), or train it again",
+        )
+    return [load(folder) for folder in folders]
 
 
 def _check_weights(

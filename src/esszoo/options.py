@@ -160,8 +160,12 @@ class TrainerOptions(Options):
 class UncertaintyOptions(Options):
     """The recipe's ``uncertainty`` section."""
 
-    method: Literal["bayes", "mc_dropout"] = Field(
-        description="bayes: Bayes by Backprop weights; mc_dropout: dropout on at prediction"
+    method: Literal["bayes", "mc_dropout", "ensemble"] = Field(
+        description="bayes: Bayes by Backprop weights; mc_dropout: dropout on at prediction; "
+        "ensemble: independently seeded members (a draw per member)"
     )
-    samples: int = Field(default=30, ge=2, description="draws of each prediction")
+    samples: int = Field(
+        default=30, ge=2, description="draws of each prediction (bayes, mc_dropout)"
+    )
+    members: int = Field(default=5, ge=2, description="members of an ensemble, the run included")
     seed: int = Field(default=0, description="the seed of the draws")

@@ -142,20 +142,24 @@ def _with_draws(
     dimension: each output variable becomes their mean, beside its spread and the draws."""
     options = UncertaintyOptions(**description["recipe"]["uncertainty"])
     samples = draws(
-        lambda: task.predictions(predictor, arrays, description, sample_dim),
-        predictor.net,
+        lambda member: task.predictions(member, arrays, description, sample_dim),
+        [predictor, *getattr(predictor, "members", [])],
         options,
     )
     drawn = xr.concat(samples, dim="realization")
-    drawn = drawn.assign_coords(realization=np.arange(options.samples))
+    drawn = drawn.assign_coords(realization=np.arange(len(samples)))
     drawn["realization"].attrs = {"standard_name": "realization", "long_name": "draw"}
     result = predicted.copy()
-    method = {"bayes": "Bayes by Backprop weights", "mc_dropout": "MC dropout"}[options.method]
+    method = {
+        "bayes": "Bayes by Backprop weights",
+        "mc_dropout": "MC dropout",
+        "ensemble": "ensemble members",
+    }[options.method]
     for name in [n for n in predicted.data_vars if n in drawn.data_vars]:
         draws_of = drawn[name]
         attrs = predicted[name].attrs
         result[name] = draws_of.mean("realization").assign_attrs(
-            attrs | {"cell_methods": "realization: mean", "comment": f"mean of {options.samples} "
+            attrs | {"cell_methods": "realization: mean", "comment": f"mean of {len(samples)} "
                      f"draws ({method}); {attrs.get('comment', '')}".rstrip("; ")}
         )  # fmt: skip
         result[f"{name}_spread"] = draws_of.std("realization", ddof=1).assign_attrs(

@@ -456,7 +456,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
     task.plot(predictions, truth, data, run_dir / task.plot_file)
     print_table(rows, f"{recipe.name}: test split ({len(data.test)} samples)", task.printed_scores)
     if recipe.uncertainty is not None:
-        _score_uncertainty(recipe, task, predictor, data, run_dir)
+        _score_uncertainty(recipe, task, predictor, data, run_dir, cores)
     print(f"run written to {run_dir}")
     print(f"maps and plots: {run_dir / task.plot_file}, {run_dir / 'loss_curve.png'}")
     return run_dir
@@ -480,16 +480,24 @@ def uncertain_model(
 
 
 def _score_uncertainty(
-    recipe: Recipe, task: Any, predictor: torch.nn.Module, data: Any, run_dir: Path
+    recipe: Recipe,
+    task: Any,
+    predictor: torch.nn.Module,
+    data: Any,
+    run_dir: Path,
+    cores: CoreShare,
 ) -> None:
     """Draws of the test predictions scored beside a climatological ensemble:
     uncertainty.csv and reliability.png."""
     test = data.tables["test"]
     inputs = task_inputs(test)
     label = task.label(recipe.model.name)
+    members = [predictor]
+    if recipe.uncertainty.method == "ensemble":
+        members += [checkpoint.load(run) for run in train_members(recipe, run_dir, cores)]
     rows, ensembles = score_uncertainty(
-        lambda: predict_in_batches(predictor, *inputs),
-        predictor.net,
+        lambda member: predict_in_batches(member, *inputs),
+        members,
         recipe.uncertainty,
         test.y,
         data.tables["train"].y,
@@ -499,6 +507,32 @@ def _score_uncertainty(
     write_csv(rows, run_dir / "uncertainty.csv")
     reliability_plot(ensembles, test.y, run_dir / "reliability.png", recipe.name)
     print_table(rows, f"{recipe.name}: draws of the test split ({recipe.uncertainty.method})")
+
+
+def member_dirs(run_dir: Path, members: int) -> list[Path]:
+    """Where the members of an ensemble other than the run itself are kept."""
+    return [run_dir / "members" / f"member_{k}" for k in range(1, members)]
+
+
+def train_members(recipe: Recipe, run_dir: Path, cores: CoreShare) -> list[Path]:
+    """The ensemble's other members: the recipe with seeds seed + 1, seed + 2, ..."""
+    runs = []
+    count = recipe.uncertainty.members
+    for k, member_dir in enumerate(member_dirs(run_dir, count), start=1):
+        seed = recipe.trainer.seed + k
+        print(f"ensemble member {k + 1} of {count} (seed {seed})")
+        member = recipe.model_copy(
+            update={
+                "name": member_dir.name,
+                "out_dir": str(member_dir.parent),
+                "uncertainty": None,
+                "trainer": recipe.trainer.model_copy(update={"seed": seed}),
+            }
+        )
+        with RunLock(member_dir):
+            _prepare_run_dir(member_dir, resume=False, overwrite=True)
+            runs.append(_train(member, member_dir, False, cores))
+    return runs
 
 
 def memory_loaders(

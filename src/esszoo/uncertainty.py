@@ -10,6 +10,11 @@ A recipe's ``uncertainty`` section turns it on, for any task:
 - ``method: mc_dropout`` (Gal & Ghahramani 2016, arXiv:1506.02142): the model's dropout
   stays on at prediction, and each draw is a new dropout mask; the model must have
   dropout (``model.dropout``).
+- ``method: ensemble``: deep ensembles (Lakshminarayanan, Pritzel & Blundell 2017,
+  arXiv:1612.01474), the usual strong reference: `members` runs of the recipe that differ
+  only in their seed (the run's, then seed + 1, ...; kept in the run's ``members/``
+  folder), each member a draw. The paper also trains each member on a proper scoring
+  rule with adversarial examples; here each member keeps the recipe's own loss.
 
 `samples` draws of every test prediction are scored against the truth beside a
 climatological ensemble (draws of training targets, the reference that needs no
@@ -78,16 +83,27 @@ def drawing(net: nn.Module, method: str) -> Iterator[nn.Module]:
             module.eval()
 
 
-def draws(predict: Callable[[], Any], net: nn.Module, options: UncertaintyOptions) -> list[Any]:
-    """`options.samples` draws of `predict()` (the model's predictions: tensors, or
-    datasets), reproducible from `options.seed` (the global generator is left as it was)."""
+def draws(
+    predict: Callable[[nn.Module], Any], members: list[nn.Module], options: UncertaintyOptions
+) -> list[Any]:
+    """Draws of `predict(model)` (the model's predictions: tensors, or datasets): one per
+    member of an ensemble, else `options.samples` of the one model `members[0]`,
+    reproducible from `options.seed` (the global generator is left as it was)."""
+    if options.method == "ensemble":
+        with torch.no_grad():
+            return [predict(member) for member in members]
+    model = members[0]
     state = torch.random.get_rng_state()
     torch.manual_seed(options.seed)
     try:
-        with torch.no_grad(), drawing(net, options.method):
-            return [predict() for _ in range(options.samples)]
+        with torch.no_grad(), drawing(model, options.method):
+            return [predict(model) for _ in range(options.samples)]
     finally:
         torch.random.set_rng_state(state)
+
+
+def draw_count(options: UncertaintyOptions) -> int:
+    return options.members if options.method == "ensemble" else options.samples
 
 
 def climatological_draws(
@@ -164,8 +180,8 @@ def reliability_plot(
 
 
 def score_uncertainty(
-    predict: Callable[[], torch.Tensor],
-    net: nn.Module,
+    predict: Callable[[nn.Module], torch.Tensor],
+    members: list[nn.Module],
     options: UncertaintyOptions,
     truth: torch.Tensor,
     train_targets: torch.Tensor,
@@ -173,15 +189,16 @@ def score_uncertainty(
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     """Rows of probabilistic scores of the model's draws and of the climatological
     ensemble, and the ensembles themselves."""
+    count = draw_count(options)
     ensembles = {
-        model_label: torch.stack(draws(predict, net, options)),
+        model_label: torch.stack(draws(predict, members, options)),
         "baseline: climatological ensemble": climatological_draws(
-            train_targets, torch.empty(options.samples, len(truth)), options.seed
+            train_targets, torch.empty(count, len(truth)), options.seed
         ),
     }
     rows = [
         {"predictor": name, "method": options.method if name == model_label else "climatology",
-         "samples": options.samples} | probabilistic_scores(ensemble, truth)
+         "samples": count} | probabilistic_scores(ensemble, truth)
         for name, ensemble in ensembles.items()
     ]  # fmt: skip
     return rows, ensembles
