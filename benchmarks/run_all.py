@@ -40,8 +40,8 @@ SECTIONS = {
     "1.05), exported forms against eager",
     "threads": "Sharing a machine: one and two trainings at once (goal: two cost about twice one)",
     "neural_ode": "Neural ODEs: ODE-Net against its ResNet on MNIST-5k (Chen et al. 2018)",
-    "uncertainty": "Uncertainty of the emulator: MC dropout and Bayes by Backprop against a "
-    "climatological ensemble",
+    "uncertainty": "Uncertainty of the emulator: MC dropout, Bayes by Backprop and a deep "
+    "ensemble against a climatological ensemble",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"
