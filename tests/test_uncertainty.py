@@ -145,3 +145,34 @@ def test_an_ensemble_trains_seeded_members_and_predicts_a_draw_per_member(
     shutil.rmtree(run_dir / "members" / "member_2")
     status, _, err = run_cli(["predict", run_dir, "--data", station_file, "--out", out], capsys)
     assert status == 2 and "member_2" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_field_task_draws_maps_on_its_grid(tmp_path):
+    from esszoo.data.source import open_source
+    from esszoo.prediction import predict_file
+
+    ostia = open_source("ostia").load()
+    ostia.to_netcdf(tmp_path / "ostia.nc")
+    recipe = {
+        "name": "sst_bayes",
+        "model": {"name": "unet", "width": 2, "padding": "earth"},
+        "data": {
+            "source": str(tmp_path / "ostia.nc"),
+            "inputs": ["surface_temperature"],
+            "window": {"past": 2, "future": 1},
+        },
+        "task": {"name": "translation"},
+        "trainer": {"max_epochs": 1, "batch_size": 8, "progress_bar": False, "precision": "32"},
+        "uncertainty": {"method": "bayes", "samples": 3},
+    }
+    run = esszoo.train(recipe, out_dir=str(tmp_path / "runs"))
+    with open(run.path / "uncertainty.csv") as handle:
+        model, _ = csv.DictReader(handle)
+    assert float(model["spread"]) > 0 and 0 <= float(model["coverage_90"]) <= 1
+    predicted = xr.open_dataset(predict_file(run.path, tmp_path / "ostia.nc", tmp_path / "p.nc"))
+    name = next(n for n in predicted.data_vars if n.endswith("_draws"))
+    drawn, mean = predicted[name], predicted[name.removesuffix("_draws")]
+    assert drawn.dims[0] == "realization" and drawn.shape[1:] == mean.shape
+    assert {"lat", "lon"} <= set(mean.dims)
+    land = np.isnan(mean.values)
+    assert land.any() and np.isnan(drawn.values[:, land]).all()  # land stays missing
