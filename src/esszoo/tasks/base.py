@@ -17,7 +17,9 @@ A task is one file: a `Task` subclass registered with `esszoo.tasks.register_tas
   `exported`: the module `esszoo export` writes for codes outside Python.
 
 Here are the network and its recipe sections, the epoch's mean training loss, the
-optimizer, and the training and validation steps around `batch_loss`. Engineering
+optimizer, and the training and validation steps around `batch_loss`; for a Bayesian
+network (`esszoo.layers.bayesian`) the training step adds ``task.kl_weight`` times the KL
+term over the training samples N to each batch's loss (Blundell et al. 2015, Eq. 8). Engineering
 (devices, precision, checkpoints, the run directory) is in `esszoo.training`.
 
 Optimization is manual (Lightning's `automatic_optimization = False`): a training batch
