@@ -44,6 +44,7 @@ from torch import nn
 from esszoo.errors import ModelError
 from esszoo.layers.bayesian import bayesian_layers, sampling
 from esszoo.options import UncertaintyOptions
+from esszoo.tasks.baselines import headline_losses
 
 LEVELS = np.round(np.arange(0.1, 1.0, 0.1), 2)  # nominal coverages of the reliability diagram
 
@@ -201,4 +202,5 @@ def score_uncertainty(
          "samples": count} | probabilistic_scores(ensemble, truth)
         for name, ensemble in ensembles.items()
     ]  # fmt: skip
+    headline_losses(rows, ("crps", "lower"), [model_label])  # marked if climatology wins
     return rows, ensembles
