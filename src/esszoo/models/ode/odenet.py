@@ -94,8 +94,35 @@ class Dynamics(nn.Module):
         return self.norm3(out)  # dh/dt, (B, C, H, W)
 
 
+@register_model(
+    name="odenet",
+    family="neural_ode",
+    tasks=("classification",),
+    paper=Paper(
+        authors="Chen, Rubanova, Bettencourt & Duvenaud",
+        year=2018,
+        title="Neural Ordinary Differential Equations",
+        venue="NeurIPS",
+        arxiv="1806.07366",
+    ),
+    reference=dict(in_channels=1, num_classes=10),
+    reference_params=232_970,
+    reference_note="MNIST (1x28x28, 10 digits), 64 maps, residual downsampling: the ODE-Net "
+    "232,970 (downsampling='conv', as the authors' example: 208,266; the paper: 0.22M); "
+    "variant='resnet', its six residual blocks in place of the ODE block: 601,482 (the "
+    "paper: 0.60M)",
+    small=dict(in_channels=1, num_classes=3, width=8, solver="rk4", step_size=0.5),
+    example_input=(2, 1, 28, 28),
+    min_size=MIN_SIZE["residual"],
+    export=("torchscript",),
+    export_note="TorchScript with fixed-step solvers (rk4, euler, ...); an adaptive solver's "
+    "steps depend on the input and cannot be traced. ONNX: torch.export cannot follow "
+    "torchdiffeq's checks on the time grid (data-dependent guards)",
+)
 class ODENet(nn.Module):
-    """Downsampling, then an ODE block (or six residual blocks), then a linear classifier."""
+    """ODE-Net: a continuous-depth ResNet whose residual stack is an ODE solved by torchdiffeq.
+
+    Downsampling, then an ODE block (or six residual blocks), then a linear classifier."""
 
     def __init__(
         self,
@@ -159,59 +186,3 @@ class ODENet(nn.Module):
         h = self.features(h)  # h(1): the ODE's solution, or six residual blocks
         h = torch.relu(self.norm(h)).mean(dim=(2, 3))  # -> (B, width)
         return self.classifier(h)  # -> (B, num_classes)
-
-
-@register_model(
-    family="neural_ode",
-    tasks=("classification",),
-    paper=Paper(
-        authors="Chen, Rubanova, Bettencourt & Duvenaud",
-        year=2018,
-        title="Neural Ordinary Differential Equations",
-        venue="NeurIPS",
-        arxiv="1806.07366",
-    ),
-    reference=dict(in_channels=1, num_classes=10),
-    reference_params=232_970,
-    reference_note="MNIST (1x28x28, 10 digits), 64 maps, residual downsampling: the ODE-Net "
-    "232,970 (downsampling='conv', as the authors' example: 208,266; the paper: 0.22M); "
-    "variant='resnet', its six residual blocks in place of the ODE block: 601,482 (the "
-    "paper: 0.60M)",
-    small=dict(in_channels=1, num_classes=3, width=8, solver="rk4", step_size=0.5),
-    example_input=(2, 1, 28, 28),
-    min_size=MIN_SIZE["residual"],
-    export=("torchscript",),
-    export_note="TorchScript with fixed-step solvers (rk4, euler, ...); an adaptive solver's "
-    "steps depend on the input and cannot be traced. ONNX: torch.export cannot follow "
-    "torchdiffeq's checks on the time grid (data-dependent guards)",
-)
-def odenet(
-    *,
-    in_channels: int,
-    num_classes: int,
-    width: int = 64,
-    variant: str = "ode",
-    downsampling: str = "residual",
-    solver: str = "dopri5",
-    rtol: float = 1e-3,
-    atol: float = 1e-3,
-    step_size: float | None = None,
-    adjoint: bool = False,
-    integration_time: float = 1.0,
-    padding: str = "zeros",
-) -> ODENet:
-    """ODE-Net: a continuous-depth ResNet whose residual stack is an ODE solved by torchdiffeq."""
-    return ODENet(
-        in_channels=in_channels,
-        num_classes=num_classes,
-        width=width,
-        variant=variant,
-        downsampling=downsampling,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        step_size=step_size,
-        adjoint=adjoint,
-        integration_time=integration_time,
-        padding=padding,
-    )
