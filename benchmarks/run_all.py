@@ -40,6 +40,8 @@ SECTIONS = {
     "1.05), exported forms against eager",
     "threads": "Sharing a machine: one and two trainings at once (goal: two cost about twice one)",
     "neural_ode": "Neural ODEs: ODE-Net against its ResNet on MNIST-5k (Chen et al. 2018)",
+    "irregular_series": "Irregular series: a latent ODE on Nino 1+2 with hidden months, against "
+    "the GRU told the gaps and linear interpolation (Rubanova et al. 2019)",
     "uncertainty": "Uncertainty of the emulator: MC dropout, Bayes by Backprop and a deep "
     "ensemble against a climatological ensemble",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",

@@ -97,7 +97,8 @@ class TaskOptions(Options):
         default=1.0,
         ge=0,
         description="for Bayesian networks (model.bayesian): the weight of KL[q || prior] / N "
-        "added to the loss (Blundell et al. 2015, Eq. 8; N training samples)",
+        "added to the loss (Blundell et al. 2015, Eq. 8; N training samples); for models "
+        "with a variational latent (latent_ode): the weight of its KL per target value",
     )
 
 

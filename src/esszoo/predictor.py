@@ -170,7 +170,12 @@ class Predictor(nn.Module):
             self.counts = None
 
     def _count(self, out: torch.Tensor, mask: torch.Tensor | None) -> None:
-        used = torch.ones_like(out) if mask is None else (1 - mask).expand_as(out)
+        # a field's mask (inpainting) marks the outputs that are used; a series' (channels
+        # last) marks the observed steps of its past, and every output is used
+        if mask is None or self.channels_last:
+            used = torch.ones_like(out)
+        else:
+            used = (1 - mask).expand_as(out)
         dims = [d for d in range(out.dim()) if d != self.channel_axis % out.dim()]
         found = {"outputs": used}
         for key, limit, below in (

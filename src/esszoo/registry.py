@@ -240,3 +240,11 @@ def count_parameters(name: str, **kwargs: Any) -> int:
     with torch.device("meta"):
         model = create_model(name, **kwargs)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def takes_mask(net: Any) -> bool:
+    """Whether a zoo model takes the validity mask as an argument: its card says so, or it
+    was built with the mask-aware switch (``partial_conv=True``)."""
+    spec = getattr(net, "esszoo_spec", None)
+    by_card = bool(spec) and "mask" in model_card(spec["name"]).inputs
+    return by_card or bool(getattr(net, "partial_conv", False))

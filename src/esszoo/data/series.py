@@ -4,7 +4,11 @@ A series is a variable along time, one or many (every point of the other dimensi
 station say, is a series of its own; the variables at a point are its channels). The
 time axis is split into contiguous train, validation and test blocks first, and windows
 are cut inside each block, a new one every `stride` steps, so that no window straddles
-two splits; a window with a missing value is dropped (and counted).
+two splits; a window with a missing value is dropped (and counted), unless ``data.gaps``
+is "keep": then a window whose targets are whole is kept with the gaps of its past (NaN)
+and a mask (1 where observed), for the models that read irregular series. ``data.thin``
+makes a regular series irregular by hiding a share of each window's past observations at
+random (the same ones in every run), so that those models can be judged on real values.
 
 Inputs are the input variables at the `past` steps, followed by time features where the
 data have dates: the phase of the year (and, for steps shorter than a day, of the day)
@@ -53,6 +57,18 @@ class SeriesOptions(DataOptions):
         description="phases of the year and day as inputs (auto: each cycle the steps "
         "resolve and the training split holds whole)",
     )
+    gaps: Literal["drop", "keep"] = Field(
+        default="drop",
+        description="windows whose past has missing values: dropped, or kept with their "
+        "gaps and a mask for models that read irregular series (latent_ode, ode_rnn)",
+    )
+    thin: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="the share of past observations hidden at random in every window, the "
+        "same in every run, to make a regular series irregular (implies gaps: keep)",
+    )
 
 
 @register_data_kind("series", SeriesOptions, "windows over series (data.window)")
@@ -62,6 +78,8 @@ def build_series(dataset: xr.Dataset, options: SeriesOptions, context: DataConte
         inputs=options.inputs,
         targets=options.targets or options.inputs,
         time_features=options.time_features,
+        gaps="keep" if options.thin else options.gaps,
+        thin=options.thin,
         **options.window.arguments(),
         **options.split.arguments(),
     )
@@ -190,12 +208,16 @@ def series_data(
     future: int,
     stride: int = 1,
     time_features: list[str] | str = "auto",
+    gaps: str = "drop",
+    thin: float = 0.0,
     split_dim: str = "time",
     train: float | list[str] = 0.7,
     val: float | list[str] = 0.15,
     test: float | list[str] = 0.15,
 ) -> SplitData:
-    """Windows of `past` steps in and `future` steps out, split in time."""
+    """Windows of `past` steps in and `future` steps out, split in time; with `gaps`
+    "keep", windows whose past has gaps too (each input seen at least once), with a mask
+    (1 observed), and `thin` of the past's values hidden first."""
     names = list(dict.fromkeys([*inputs, *targets]))
     arrays = select_variables(dataset, names, "input or target")
     if split_dim not in arrays[0].dims:
@@ -220,7 +242,9 @@ def series_data(
                 f"the {name} split has {len(rows)} steps, fewer than a window of {past} + {future}",
                 "use a shorter window or a longer split",
             )
-        table, missing = _windows(values, phases, starts, past, future, x_columns, y_columns)
+        table, missing = _windows(
+            values, phases, starts, past, future, x_columns, y_columns, gaps, thin, name
+        )
         table.coords |= {
             split_dim: times[table.coords.pop("start") + past - 1],
             "target_time": times[table.coords.pop("target_start")[:, None] + np.arange(future)],
@@ -233,6 +257,8 @@ def series_data(
         tables[name], dropped[name] = table, missing
     variables = [Variable.of(a) for a in arrays]
     notes = []
+    if thin:
+        notes.append(f"{thin:.0%} of the past's observations hidden in every window")
     if others:
         notes.append(f"{values.shape[1]} series, one per point of {', '.join(others)}")
     return SplitData(
@@ -255,31 +281,49 @@ def _windows(
     future: int,
     x_columns: list[int],
     y_columns: list[int],
+    gaps: str = "drop",
+    thin: float = 0.0,
+    split: str = "train",
 ) -> tuple[Table, int]:
-    """Every window starting at `starts` in every series, those with no missing value."""
+    """Every window starting at `starts` in every series: those with no missing value, or
+    (`gaps` "keep") those whose targets are whole and whose past sees every variable at
+    least once, with the mask of what the past observed."""
     steps = np.arange(past + future)
     window = values[starts[:, None] + steps]  # (starts, past + future, series, variables)
-    window = np.moveaxis(window, 2, 1)  # (starts, series, past + future, variables)
-    x = window[:, :, :past][..., x_columns]
-    y = window[:, :, past:][..., y_columns]
-    series = np.broadcast_to(np.arange(values.shape[1]), window.shape[:2])
-    start = np.broadcast_to(starts[:, None], window.shape[:2])
-    x, y = x.reshape(-1, past, len(x_columns)), y.reshape(-1, future, len(y_columns))
-    series, start = series.reshape(-1), start.reshape(-1)
-    valid = np.isfinite(x).all(axis=(1, 2)) & np.isfinite(y).all(axis=(1, 2))
+    window = np.moveaxis(window, 2, 1).reshape(-1, past + future, values.shape[2])
+    before = window[:, :past]
+    if thin:  # the same values hidden in every run: a generator seeded by the split
+        rng = np.random.default_rng(SPLITS.index(split))
+        before = np.where(rng.random(before.shape) < thin, np.nan, before)
+    x, y = before[..., x_columns], window[:, past:][..., y_columns]
+    series = np.tile(np.arange(values.shape[1]), len(starts))
+    start = np.repeat(starts, values.shape[1])
+    whole = np.isfinite(y).all(axis=(1, 2))
+    if gaps == "keep":
+        valid = whole & np.isfinite(before).any(axis=1).all(axis=1)
+    else:
+        valid = whole & np.isfinite(x).all(axis=(1, 2))
     feature = phases[start[valid, None] + np.arange(past)]  # (N, past, features)
     x = np.concatenate([x[valid], feature], axis=-1)
     table = Table(
         torch.from_numpy(x.astype(np.float32)),
         torch.from_numpy(y[valid].astype(np.float32)),
+        mask=torch.from_numpy(np.isfinite(x).astype(np.float32)) if gaps == "keep" else None,
         coords={
             "start": start[valid],
             "target_start": start[valid] + past,
             "series": series[valid],
-            # the targets' values at the last input step, which persistence forecasts
-            "last": window.reshape(-1, past + future, values.shape[2])[valid, past - 1][
-                :, y_columns
-            ],
+            # the targets' last observed values before the forecast, which persistence
+            # forecasts
+            "last": last_observed(before[valid][..., y_columns]),
         },
     )
     return table, int((~valid).sum())
+
+
+def last_observed(past: np.ndarray) -> np.ndarray:
+    """The last finite value of each channel of windows (N, T, C): (N, C), NaN where none."""
+    seen = np.isfinite(past)
+    last = past.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)  # (N, C)
+    found = np.take_along_axis(past, last[:, None], axis=1)[:, 0]
+    return np.where(seen.any(axis=1), found, np.nan)

@@ -217,8 +217,11 @@ def _convertible(module: nn.Module) -> bool:
 
 @contextmanager
 def sampling(net: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, the Bayesian layers of `net` draw their weights in eval mode too."""
-    layers = bayesian_layers(net)
+    """Within the block, the Bayesian layers of `net` draw their weights in eval mode too,
+    and its variational latents (`esszoo.layers.variational`) draw from their posterior."""
+    from esszoo.layers.variational import GaussianLatent
+
+    layers = bayesian_layers(net) + [m for m in net.modules() if isinstance(m, GaussianLatent)]
     for layer in layers:
         layer.sample = True
     try:

@@ -17,6 +17,8 @@ the number of function evaluations (NFE), the cost measure of the paper's Figure
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
@@ -82,6 +84,11 @@ class ODEBlock(nn.Module):
         return self.dynamics.evaluations
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trajectory(x, self.times.to(x.dtype))[-1]
+
+    def trajectory(self, x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        """h at each of `times` (increasing or decreasing), from h(times[0]) = x:
+        (len(times), *x.shape)."""
         if torch.jit.is_tracing() and self.solver in ADAPTIVE:
             # a trace would freeze the steps the solver took for the example input
             raise ModelError(
@@ -90,8 +97,7 @@ class ODEBlock(nn.Module):
                 "build the model with a fixed-step solver (solver: rk4, step_size: ...) to export",
             )
         solve = odeint_adjoint if self.adjoint and torch.is_grad_enabled() else odeint
-        times = self.times.to(x.dtype)
-        trajectory = solve(
+        return solve(
             self.dynamics,
             x,
             times,
@@ -99,8 +105,94 @@ class ODEBlock(nn.Module):
             atol=self.atol,
             method=self.solver,
             options=self.options,
-        )  # (2, *x.shape): h(0), h(T)
-        return trajectory[-1]
+        )
+
+
+class Autonomous(nn.Module):
+    """dh/dt = f(h), f a fully connected net with tanh between its layers: the dynamics of
+    the latent and recognition ODEs of Rubanova et al. (2019), which do not see t (their
+    ``create_net``: `layers` hidden layers of `units`)."""
+
+    def __init__(self, dim: int, units: int, layers: int):
+        super().__init__()
+        sizes = [dim] + [units] * (layers + 1) + [dim]
+        stack: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+            stack += [nn.Tanh()] if i else []
+            stack.append(nn.Linear(n_in, n_out))
+        self.net = nn.Sequential(*stack)
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class GRUUpdate(nn.Module):
+    """The GRU unit of Rubanova et al. (2019): an observation updates a state held as a mean
+    and a spread, each gate a small net on [mean, spread, observation]; series with nothing
+    observed at the step keep their state.
+
+        u = sigmoid(U [m, s, x]),  r = sigmoid(R [m, s, x])
+        m~, s~ = N [m r, s r, x]   (|s~|)
+        m' = (1 - u) m~ + u m,  s' = (1 - u) s~ + u s
+    """
+
+    def __init__(self, state: int, inputs: int, units: int):
+        super().__init__()
+
+        def gate(out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(2 * state + inputs, units), nn.Tanh(), nn.Linear(units, out)
+            )
+
+        self.update, self.reset, self.new_state = gate(state), gate(state), gate(2 * state)
+
+    def forward(
+        self, mean: torch.Tensor, spread: torch.Tensor, x: torch.Tensor, seen: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, inputs) the observation, `seen` (B, 1) 1 where anything was observed."""
+        both = torch.cat([mean, spread, x], -1)
+        update, reset = torch.sigmoid(self.update(both)), torch.sigmoid(self.reset(both))
+        new_mean, new_spread = self.new_state(
+            torch.cat([mean * reset, spread * reset, x], -1)
+        ).chunk(2, -1)
+        new_mean = (1 - update) * new_mean + update * mean
+        new_spread = (1 - update) * new_spread.abs() + update * spread
+        return seen * new_mean + (1 - seen) * mean, seen * new_spread + (1 - seen) * spread
+
+
+class ODERNN(nn.Module):
+    """Rubanova et al. (2019), Algorithm 1: a recurrent net whose state follows an ODE
+    between observations, h'_i = ODESolve(f, h_{i-1}, (t_{i-1}, t_i)), and is updated by
+    each observation, h_i = GRUUpdate(h'_i, x_i), so that the time between two
+    observations, not their count, decides how far the state moves. Observations are
+    values and their mask ([x * mask, mask]), so a step may observe some channels only.
+    """
+
+    def __init__(
+        self, inputs: int, state: int, *, units: int, layers: int, gru_units: int, **solver
+    ):
+        super().__init__()
+        self.ode = ODEBlock(Autonomous(state, units, layers), **solver)
+        self.gru = GRUUpdate(state, 2 * inputs, gru_units)
+        self.state = state
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, times: torch.Tensor, backwards: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state's mean and spread (B, state) after reading x and mask (B, T, C) at
+        `times` (T,), from the last step to the first where `backwards`."""
+        mean = x.new_zeros(x.shape[0], self.state)
+        spread = torch.zeros_like(mean)
+        steps = range(x.shape[1] - 1, -1, -1) if backwards else range(x.shape[1])
+        previous = None
+        for i in steps:
+            if previous is not None:
+                mean = self.ode.trajectory(mean, times[[previous, i]])[-1]
+            seen = (mask[:, i].sum(-1, keepdim=True) > 0).to(x.dtype)
+            observation = torch.cat([x[:, i] * mask[:, i], mask[:, i]], -1)
+            mean, spread = self.gru(mean, spread, observation, seen)
+            previous = i
+        return mean, spread
 
 
 def check_solver(

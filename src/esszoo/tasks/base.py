@@ -19,7 +19,12 @@ A task is one file: a `Task` subclass registered with `esszoo.tasks.register_tas
 Here are the network and its recipe sections, the epoch's mean training loss, the
 optimizer, and the training and validation steps around `batch_loss`; for a Bayesian
 network (`esszoo.layers.bayesian`) the training step adds ``task.kl_weight`` times the KL
-term over the training samples N to each batch's loss (Blundell et al. 2015, Eq. 8). Engineering
+term over the training samples N to each batch's loss (Blundell et al. 2015, Eq. 8), and
+for a variational latent (`esszoo.layers.variational`) ``task.kl_weight`` times its KL per
+sample over the target values of a sample, since the task's loss is a mean per target
+value: with a mean squared error, the negative evidence lower bound of a Gaussian
+likelihood of variance 1/2 in normalized units at kl_weight 1 (a beta-VAE's beta
+otherwise). Engineering
 (devices, precision, checkpoints, the run directory) is in `esszoo.training`.
 
 Optimization is manual (Lightning's `automatic_optimization = False`): a training batch
@@ -46,6 +51,7 @@ from esszoo.data.dataset import SplitData, Table
 from esszoo.data.variables import Variable
 from esszoo.errors import DataError
 from esszoo.layers.bayesian import bayesian_layers, kl_divergence
+from esszoo.layers.variational import latent_kl
 from esszoo.optim import configure_optimizer
 from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.tasks.logging import EpochMean
@@ -174,6 +180,9 @@ class Task(L.LightningModule):
             loss = self.batch_loss(part)
             if self.bayesian_layers:  # Bayes by Backprop's minibatch free energy (Eq. 8)
                 loss = loss + self.spec.kl_weight * kl_divergence(self.net) / self.samples
+            latent = latent_kl(self.net)
+            if latent is not None:  # the ELBO of a variational latent, per target value
+                loss = loss + self.spec.kl_weight * latent / part["y"][0].numel()
             # backward outside the forward's autocast, as PyTorch advises
             with torch.autocast(self.device.type, enabled=False):
                 if direct and start != starts[-1]:

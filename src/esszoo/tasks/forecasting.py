@@ -67,6 +67,7 @@ from esszoo.data.windows import lead_times
 from esszoo.errors import DataError, ModelError
 from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.predictor import Predictor, predict_in_batches
+from esszoo.registry import model_card, takes_mask
 from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
 
@@ -189,6 +190,7 @@ class ForecastingTask(Task):
                 "use gpt for next_steps and bert for masked_spans",
             )
         self.target_columns: list[int] = []  # where the targets are among the inputs
+        self.takes_mask = takes_mask(net)  # a model of irregular series: its past's mask
 
     @property
     def groups(self) -> int:
@@ -210,10 +212,19 @@ class ForecastingTask(Task):
         }
 
     def prepare(self, data: SplitData) -> dict[str, dict[str, torch.Tensor]]:
-        """Statistics per channel over the training windows; normalized batch tensors."""
+        """Statistics per channel over the training windows' observed values; normalized
+        batch tensors (the gaps of an irregular past 0, with its mask)."""
+        gappy = data.train.mask is not None
+        if gappy and not self.takes_mask:
+            model = getattr(self.net, "esszoo_spec", {}).get("name", type(self.net).__name__)
+            raise ModelError(
+                f"the past has gaps (data.gaps: keep, or data.thin), and '{model}' reads "
+                "complete windows only",
+                "use a model of irregular series (latent_ode, ode_rnn), or data.gaps: drop",
+            )
         x, y = data.train.x.double(), data.train.y.double()
         self.stats = {
-            "input_mean": x.mean((0, 1)).float(),
+            "input_mean": x.nanmean((0, 1)).float(),
             "input_std": _std(x.flatten(0, 1)),
             "output_mean": y.mean((0, 1)).float(),
             "output_std": _std(y.flatten(0, 1)),
@@ -223,6 +234,10 @@ class ForecastingTask(Task):
             split: {"x": normalize(table.x, "input"), "y": normalize(table.y, "output")}
             for split, table in data.tables.items()
         }
+        if gappy:
+            for split, table in data.tables.items():
+                tensors[split]["x"] = tensors[split]["x"].nan_to_num(0.0)
+                tensors[split]["mask"] = table.mask
         if self.spec.pretraining != "none":  # the targets' whole window: past, then future
             self.target_columns = _target_columns(data)
             for split, table in data.tables.items():
@@ -248,6 +263,7 @@ class ForecastingTask(Task):
             output_std=self._layout("output_std"),
             channels_last=True,
             distribution=self.spec.distribution if self.spec.distribution == "gaussian" else None,
+            fill_missing=self.takes_mask,
         )
 
     def target_range(self, data: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,7 +287,10 @@ class ForecastingTask(Task):
             and self.spec.teacher_forcing
             and self.spec.distribution == "point"
         )
-        out = self.net(x, teacher=y) if forcing else self.net(x)
+        if "mask" in batch:
+            out = self.net(x, batch["mask"])
+        else:
+            out = self.net(x, teacher=y) if forcing else self.net(x)
         return self.head_loss(out, y)
 
     def _next_steps_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -346,7 +365,10 @@ class ForecastingTask(Task):
         climatology = SeasonalClimatology(train)
         found[climatology.name] = lambda table: self._in_layout(*climatology(table))
         autoregression = LinearAutoregression(train)
-        found["linear autoregression"] = lambda table: self._in_layout(*autoregression(table))
+        name = "linear autoregression"
+        if train.mask is not None:  # on the past's gaps filled by linear interpolation
+            name = "linear interpolation + autoregression"
+        found[name] = lambda table: self._in_layout(*autoregression(table))
         return found
 
     def score(
@@ -432,11 +454,17 @@ class ForecastingTask(Task):
         x = np.concatenate([windows, feature], axis=-1).reshape(
             -1, past, windows.shape[-1] + phases.shape[1]
         )
-        valid = np.isfinite(x).all(axis=(1, 2))
         outputs = [Variable.from_dict(v) for v in description["outputs"]]
         out = np.full((len(x), future, len(predictor.output_mean)), np.nan, dtype=np.float32)
+        seen = np.isfinite(x)
+        if model_card(description["model"]["name"]).inputs == ("x", "mask"):
+            valid = seen.any(axis=1).all(axis=1)  # an irregular past, each input seen once
+            arguments = [torch.from_numpy(x[valid]).float(), torch.from_numpy(seen[valid]).float()]
+        else:
+            valid = seen.all(axis=(1, 2))
+            arguments = [torch.from_numpy(x[valid]).float()]
         if valid.any():
-            out[valid] = predict_in_batches(predictor, torch.from_numpy(x[valid]).float()).numpy()
+            out[valid] = predict_in_batches(predictor, *arguments).numpy()
         out = out.reshape(windows.shape[0], windows.shape[1], future, -1)
         out = np.moveaxis(out, 1, -2)  # (N, H, S, channels)
         shape = [template.sizes[d] for d in others]
@@ -521,7 +549,11 @@ def _spans(shape: tuple[int, int], ratio: float, span: int, device: torch.device
 
 
 def _std(values: torch.Tensor) -> torch.Tensor:
-    std = values.double().std(dim=0)
+    """The standard deviation of each channel's finite values (1 where it is 0)."""
+    values = values.double()
+    mean = values.nanmean(dim=0)
+    count = torch.isfinite(values).sum(0)
+    std = ((values - mean).square().nansum(0) / (count - 1).clamp(min=1)).sqrt()
     return torch.where(std > 0, std, torch.ones_like(std)).float()
 
 
@@ -605,9 +637,25 @@ def _season_keys(times: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | No
     return months, (months * 100 + hours if sub_daily else months)
 
 
+def interpolate_gaps(x: torch.Tensor) -> torch.Tensor:
+    """Windows (N, T, C) with their gaps (NaN) filled by linear interpolation in time
+    between the observed steps, and by the nearest observed value before the first and
+    after the last; a channel never observed stays NaN."""
+    if not torch.isnan(x).any():
+        return x
+    filled = x.numpy().copy()
+    steps = np.arange(x.shape[1])
+    for n, c in zip(*np.nonzero(np.isnan(filled).any(axis=1)), strict=True):
+        seen = np.isfinite(filled[n, :, c])
+        if seen.any():
+            filled[n, :, c] = np.interp(steps, steps[seen], filled[n, seen, c])
+    return torch.from_numpy(filled)
+
+
 class LinearAutoregression:
     """Each target step on the whole input window (and its time features) by least
-    squares: the direct strategy, one set of coefficients per lead and channel."""
+    squares: the direct strategy, one set of coefficients per lead and channel; an
+    irregular past is first filled by linear interpolation (`interpolate_gaps`)."""
 
     def __init__(self, train: Table):
         design = self._design(train.x)
@@ -620,7 +668,7 @@ class LinearAutoregression:
 
     @staticmethod
     def _design(x: torch.Tensor) -> torch.Tensor:
-        flat = x.double().flatten(1)
+        flat = interpolate_gaps(x.double()).flatten(1)
         return torch.cat([flat, torch.ones(len(flat), 1, dtype=torch.float64)], dim=1)
 
     def __call__(self, table: Table) -> tuple[torch.Tensor, torch.Tensor]:

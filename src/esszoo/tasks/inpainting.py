@@ -40,22 +40,13 @@ from esszoo.data.variables import load_values
 from esszoo.errors import DataError, RecipeError
 from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.predictor import Predictor, predict_in_batches
+from esszoo.registry import takes_mask
 from esszoo.tasks import infilling, register_task
 from esszoo.tasks.base import Task
 from esszoo.tasks.baselines import calendar_months
 from esszoo.tasks.moments import channel_stats
 
 LIU_WEIGHTS = {"valid": 1.0, "hole": 6.0, "tv": 0.1, "perceptual": 0.0, "style": 0.0}
-
-
-def takes_mask(net: nn.Module) -> bool:
-    """Whether the model takes the validity mask as an argument: its card says so, or it was
-    built with the mask-aware switch (``partial_conv=True``)."""
-    from esszoo.registry import model_card
-
-    spec = getattr(net, "esszoo_spec", None)
-    by_card = bool(spec) and "mask" in model_card(spec["name"]).inputs
-    return by_card or bool(getattr(net, "partial_conv", False))
 
 
 class InpaintingOptions(TaskOptions):

@@ -1,3 +1,3 @@
-"""Neural ODEs: networks whose depth is continuous, solved by torchdiffeq."""
+"""Neural ODEs: networks whose depth or time is continuous, solved by torchdiffeq."""
 
-from esszoo.models.ode import odenet  # noqa: F401
+from esszoo.models.ode import latent_ode, ode_rnn, odenet  # noqa: F401
