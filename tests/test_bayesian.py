@@ -118,12 +118,52 @@ def test_a_converted_model_keeps_its_weights_as_means_and_its_earth_padding():
     assert all(not list(m.geometry.parameters()) for m in layers)  # the weights moved
 
 
-def test_partial_convolutions_are_left_as_they_are():
+@pytest.mark.parametrize("method", METHODS)
+def test_a_partial_convolution_draws_its_valid_values_products_and_keeps_its_mask(method):
     from esszoo.layers import PartialConv2d
 
-    net = nn.Sequential(PartialConv2d(1, 2, 3, padding=1), nn.Conv2d(2, 1, 1))
-    to_bayesian(net)
-    assert isinstance(net[0], PartialConv2d) and isinstance(net[1], BayesianLayer)
+    torch.manual_seed(0)
+    plain = PartialConv2d(2, 3, 3, padding=1)
+    x, mask = torch.randn(1, 2, 5, 6), (torch.rand(1, 1, 5, 6) > 0.5).float()
+    mask[..., :3, :3] = 0  # a hole wider than the window: outputs there stay missing
+    with torch.no_grad():
+        expected, expected_mask = plain(x, mask)
+        bayes = BayesianLayer(plain, Prior(1.0), rho=-1.0, method=method).eval()
+        mean, new_mask = bayes(x, mask)
+        assert torch.allclose(mean, expected, atol=1e-6) and torch.equal(new_mask, expected_mask)
+        assert not new_mask.all()
+        bayes.train()
+        draws = 8000
+        batch = {"weights": 1, "flipout": 10, "local": draws}[method]
+        repeated = (x.expand(batch, -1, -1, -1), mask.expand(batch, -1, -1, -1))
+        outputs = torch.cat([bayes(*repeated)[0] for _ in range(draws // batch)])
+        padded, scale, valid = plain.window(x, mask)
+        w, b = bayes.weight, bayes.bias
+        variance = plain._convolve(padded.square(), w.sigma.square(), None) * (scale * valid) ** 2
+        variance = variance + b.sigma.square().view(1, -1, 1, 1) * valid
+    assert torch.all(outputs[:, :, ~expected_mask[0, 0].bool()] == 0)  # nothing where missing
+    seen = expected_mask[0, 0].bool()
+    spread = (variance[0] / draws).sqrt().max()
+    assert torch.allclose(outputs.mean(0)[:, seen], expected[0][:, seen], atol=4 * spread)
+    # flipout's draws of a batch share a perturbation: fewer independent ones
+    assert torch.allclose(outputs.var(0)[:, seen], variance[0][:, seen], rtol=0.2)
+
+
+def test_the_inpainting_network_converts_with_its_partial_convolutions():
+    torch.manual_seed(0)
+    small = esszoo.model_card("pconv_unet").small
+    plain = esszoo.create_model("pconv_unet", **small, padding="earth").eval()
+    x = torch.randn(2, small["in_channels"], 32, 64)
+    mask = (torch.rand(2, 1, 32, 64) > 0.3).float()
+    with torch.no_grad():
+        expected = plain(x, mask)
+        partial = sum(type(m).__name__ == "PartialConv2d" for m in plain.modules())
+        bayes = to_bayesian(plain, method="local")
+        assert torch.allclose(bayes(x, mask), expected, atol=1e-5)
+        with sampling(bayes):
+            assert not torch.allclose(bayes(x, mask), expected, atol=1e-5)
+    layers = [m for m in bayes.modules() if isinstance(m, BayesianLayer)]
+    assert sum(type(m.geometry).__name__ == "PartialConv2d" for m in layers) == partial > 0
 
 
 def test_bad_bayesian_settings_get_one_clear_line():

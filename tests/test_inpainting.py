@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 
+import esszoo
 from esszoo.data.dataset import SplitData, Table
 from esszoo.data.grid import Grid
 from esszoo.data.inpainting import inpainting_data
@@ -197,7 +200,7 @@ def test_perceptual_terms_without_vgg_weights_are_a_clear_error():
         InpaintingTask(torch.nn.Identity(), spec, TrainerOptions())
 
 
-def test_pconv_unet_fills_ostia_end_to_end_and_writes_a_flag(tmp_path):
+def test_a_bayesian_pconv_unet_fills_ostia_end_to_end_with_draws_and_a_flag(tmp_path):
     from esszoo.prediction import predict_file
     from esszoo.training import train
     from tests.conftest import write_recipe
@@ -218,9 +221,26 @@ def test_pconv_unet_fills_ostia_end_to_end_and_writes_a_flag(tmp_path):
         },
         "task": {"name": "inpainting", "anomalies": True},
         "trainer": {"max_epochs": 1, "batch_size": 8, "progress_bar": False},
+        # its partial convolutions made Bayesian (Bayes by Backprop), 3 draws
+        "uncertainty": {"method": "bayes", "samples": 3},
         "out_dir": str(tmp_path / "runs"),
     }
     run_dir = train(write_recipe(tmp_path / "fill.yaml", recipe))
+    net = esszoo.load(run_dir).net
+    assert any(
+        type(getattr(m, "geometry", None)).__name__ == "PartialConv2d" for m in net.modules()
+    )
+    with open(run_dir / "uncertainty.csv") as handle:
+        drawn, _ = csv.DictReader(handle)
+    with open(run_dir / "scores.csv") as handle:
+        scored = next(csv.DictReader(handle))
+    # the draws' mean is judged where the point scores judge the model: the hidden points
+    assert float(drawn["spread"]) > 0
+    assert abs(float(drawn["rmse_of_mean"]) - float(scored["rmse"])) < 0.3 * float(scored["rmse"])
+    with open(run_dir / "spread_by_distance.csv") as handle:
+        bins = list(csv.DictReader(handle))
+    assert bins[0]["distance"] == "0-2" and all(int(b["points"]) > 0 for b in bins)
+    assert (run_dir / "spread.png").is_file()
     from PIL import Image
 
     for name in ("reconstructions.png", "reconstructions_2.png"):  # a file per test case
@@ -239,3 +259,7 @@ def test_pconv_unet_fills_ostia_end_to_end_and_writes_a_flag(tmp_path):
     assert filled.sum() > 0 and np.isfinite(out["surface_temperature"].values[filled]).all()
     land = np.isnan(values).all(axis=0)
     assert np.isnan(out["surface_temperature"].values[:, land]).all()  # land stays missing
+    draws = out["surface_temperature_draws"]
+    assert draws.dims[0] == "realization" and draws.sizes["realization"] == 3
+    spread = out["surface_temperature_spread"].values
+    assert (spread[filled] > 0).any() and np.isnan(draws.values[:, :, land]).all()

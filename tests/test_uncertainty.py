@@ -176,3 +176,23 @@ def test_a_field_task_draws_maps_on_its_grid(tmp_path):
     assert {"lat", "lon"} <= set(mean.dims)
     land = np.isnan(mean.values)
     assert land.any() and np.isnan(drawn.values[:, land]).all()  # land stays missing
+
+
+def test_uncertainty_refuses_data_left_on_disk(tmp_path):
+    from esszoo.data.source import open_source
+    from esszoo.errors import RunError
+
+    store = tmp_path / "ostia.zarr"
+    open_source("ostia").isel(time=slice(0, 24)).to_zarr(store, consolidated=False)
+    recipe = {
+        "name": "streamed",
+        "model": {"name": "unet", "width": 2, "dropout": 0.1},
+        "data": {"source": str(store), "inputs": ["surface_temperature"],
+                 "window": {"past": 2, "future": 1}, "stream": True, "stream_workers": 0},
+        "task": {"name": "translation"},
+        "trainer": {"max_epochs": 1, "batch_size": 4, "progress_bar": False},
+        "uncertainty": {"method": "mc_dropout"},
+    }  # fmt: skip
+    with pytest.raises(RunError, match="uncertainty needs the data in memory"):
+        esszoo.train(recipe, out_dir=str(tmp_path / "runs"))
+    assert not (tmp_path / "runs" / "streamed" / "model.safetensors").exists()

@@ -243,6 +243,33 @@ def reconstruction_panels(
         plt.close(figure)
 
 
+def spread_panels(
+    observed, error, spread, distance, data, path: Path, when: str = "", units: str = ""
+) -> None:
+    """One test case of an inpainting ensemble: the observed field with its gaps, the
+    error of the draws' mean, their spread, and the distance of each hidden point from the
+    nearest observed one (grid points), on the grid."""
+    plt = _pyplot()
+    placement = _placement(data.grid, observed.shape)
+    width, height = _panel_size(observed.shape)
+    figure, axes = plt.subplots(
+        2, 2, figsize=(2 * width, 2 * height), squeeze=False, constrained_layout=True
+    )
+    _panel(figure, axes[0, 0], observed, field_style(observed), placement, f"observed{when}")
+    _panel(figure, axes[0, 1], error, error_style(error), placement, f"error of the mean ({units})")
+    _panel(figure, axes[1, 0], spread, dict(cmap="magma"), placement, f"spread ({units})")
+    _panel(
+        figure,
+        axes[1, 1],
+        distance,
+        dict(cmap="viridis"),
+        placement,
+        "distance to the nearest observation (grid points)",
+    )
+    _save(figure, path)
+    plt.close(figure)
+
+
 def field_panels(
     predictions: dict[str, torch.Tensor], truth: torch.Tensor, data, path: Path, cases: int = 2
 ) -> None:

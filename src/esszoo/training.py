@@ -495,17 +495,19 @@ def _score_uncertainty(
     members = [predictor]
     if recipe.uncertainty.method == "ensemble":
         members += [checkpoint.load(run) for run in train_members(recipe, run_dir, cores)]
+    truth = task.scored_truth(test)  # NaN where a prediction is not judged
     rows, ensembles = score_uncertainty(
         lambda member: predict_in_batches(member, *inputs),
         members,
         recipe.uncertainty,
-        test.y,
+        truth,
         data.tables["train"].y,
         label,
     )
     rows = with_units(rows, data)
     write_csv(rows, run_dir / "uncertainty.csv")
-    reliability_plot(ensembles, test.y, run_dir / "reliability.png", recipe.name)
+    reliability_plot(ensembles, truth, run_dir / "reliability.png", recipe.name)
+    task.plot_spread(ensembles[label], test, data, run_dir)
     print_table(rows, f"{recipe.name}: draws of the test split ({recipe.uncertainty.method})")
 
 

@@ -32,7 +32,10 @@ In eval mode a layer uses the posterior means (a deterministic network, as expor
 `to_bayesian(net, ...)` converts the linear and convolutional layers of any network
 (as bayesian-torch's dnn_to_bnn does): each posterior mean starts from the layer's own
 weights (those of a trained network, for transfer, or its initialisation), and the layer
-keeps its geometry and its padding (earth padding included).
+keeps its geometry and its padding (earth padding included). A partial convolution
+(`esszoo.layers.partial_conv`) stays one: its window's rescaling and mask update are those
+of Liu et al. (2018), the weights that act on the valid values are drawn, so the
+inpainting networks become Bayesian as the others do.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from esszoo.errors import ModelError
+from esszoo.layers.partial_conv import _PartialConv
 
 METHODS = ("local", "flipout", "weights")
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -122,10 +126,15 @@ class BayesianLayer(nn.Module):
         self.geometry = layer  # holds no parameters now
         self.sample = False  # draw in eval mode too (`sampling`)
 
-    def _apply_layer(self, x: torch.Tensor, weight: torch.Tensor, bias: Any) -> torch.Tensor:
+    def _apply_layer(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: Any, squared: bool = False
+    ) -> torch.Tensor:
         if isinstance(self.geometry, nn.Linear):
             return F.linear(x, weight, bias)
         return self.geometry._conv_forward(x, weight, bias)
+
+    def _add_bias(self, out: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return out + self._per_channel(bias, out)
 
     def _per_channel(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """`values`, (channels,) or (batch, channels), shaped to broadcast over `like`:
@@ -140,28 +149,52 @@ class BayesianLayer(nn.Module):
         signs = torch.empty(like.shape[0], channels, device=like.device, dtype=like.dtype)
         return self._per_channel(signs.bernoulli_(0.5) * 2 - 1, like)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(self.geometry, _PartialConv):
+            return self._draw(x, self._apply_layer, self._add_bias)
+        # a partial convolution (Liu et al. 2018, Eq. 1-2): the weights act on the valid
+        # values of each window, rescaled by sum(1) / sum(M); the bias only where valid
+        padded, scale, valid = self.geometry.window(x, mask)
+        scale = scale * valid
+
+        def apply(inputs: torch.Tensor, weight: torch.Tensor, bias: Any, squared: bool = False):
+            out = self.geometry._convolve(inputs, weight, None) * (
+                scale.square() if squared else scale
+            )
+            return out if bias is None else add_bias(out, bias)
+
+        def add_bias(out: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            return out + self._per_channel(bias, out) * valid
+
+        return self._draw(padded, apply, add_bias), valid
+
+    def _draw(self, x: torch.Tensor, apply: Any, add_bias: Any) -> torch.Tensor:
+        """The layer's outputs, `apply(x, weight, bias, squared)` its map (`squared`: of the
+        variances), with weights as `method` draws them (the means in eval mode)."""
         w, b = self.weight, self.bias
         if not (self.training or self.sample):  # the posterior means
-            return self._apply_layer(x, w.mu, None if b is None else b.mu)
+            return apply(x, w.mu, None if b is None else b.mu)
         if self.method == "weights":  # one draw of the weights for the batch
-            return self._apply_layer(x, w.draw(), None if b is None else b.draw())
+            return apply(x, w.draw(), None if b is None else b.draw())
         if self.method == "local":  # a draw of each pre-activation
-            mean = self._apply_layer(x, w.mu, None if b is None else b.mu)
-            variance = self._apply_layer(
-                x.square(), w.sigma.square(), None if b is None else b.sigma.square()
+            mean = apply(x, w.mu, None if b is None else b.mu)
+            variance = apply(
+                x.square(), w.sigma.square(), None if b is None else b.sigma.square(), True
             )
-            return mean + variance.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
+            spread = torch.where(variance > 0, variance.clamp_min(1e-16).sqrt(), 0.0)
+            return mean + spread * torch.randn_like(mean)
         # flipout: one perturbation of the weights, its signs flipped per sample; the bias
         # drawn per sample
-        mean = self._apply_layer(x, w.mu, None)
+        mean = apply(x, w.mu, None)
         perturbation = w.sigma * torch.randn_like(w.mu)
-        flipped = self._apply_layer(x * self._signs(x, w.mu.shape[1]), perturbation, None)
+        flipped = apply(x * self._signs(x, w.mu.shape[1]), perturbation, None)
         out = mean + flipped * self._signs(mean, w.mu.shape[0])
         if b is None:
             return out
         noise = torch.randn(x.shape[0], len(b.mu), device=x.device, dtype=out.dtype)
-        return out + self._per_channel(b.mu, out) + self._per_channel(b.sigma * noise, out)
+        return add_bias(out, b.mu + b.sigma * noise)
 
     def kl(self) -> torch.Tensor:
         total = self.weight.kl(self.prior)
@@ -187,8 +220,9 @@ def to_bayesian(
     rho: float = -5.0,
     method: str = "local",
 ) -> nn.Module:
-    """`net` with each linear and convolutional layer (`nn.Linear`, `nn.Conv1d/2d/3d` and
-    their earth-padded twins) replaced in place by a `BayesianLayer` around it."""
+    """`net` with each linear and convolutional layer (`nn.Linear`, `nn.Conv1d/2d/3d`,
+    their earth-padded twins and partial convolutions) replaced in place by a
+    `BayesianLayer` around it."""
     prior = Prior(prior_sigma, prior_sigma_2, prior_pi)
     converted = 0
     for parent in list(net.modules()):
@@ -206,9 +240,9 @@ def to_bayesian(
 
 
 def _convertible(module: nn.Module) -> bool:
-    """Plain linear and convolutional layers, and convolutions that only change how they
-    pad (`_conv_forward`); not layers with a forward of their own (partial convolutions)."""
-    if type(module) is nn.Linear:
+    """Plain linear and convolutional layers, convolutions that only change how they pad
+    (`_conv_forward`), and partial convolutions (`esszoo.layers.partial_conv`)."""
+    if type(module) is nn.Linear or isinstance(module, _PartialConv):
         return True
     return isinstance(module, CONVOLUTIONS) and type(module).forward in (
         c.forward for c in CONVOLUTIONS

@@ -43,7 +43,11 @@ class _PartialConv:
             return earth_pad(tensor, others[-1], lon, level=others[0] if len(others) == 2 else 0)
         return F.pad(tensor, [p for p in reversed(self.padding) for _ in range(2)])
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def window(
+        self, x: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The padded X * M, the rescaling sum(1) / sum(M) of each window and the new mask
+        (Eq. 1-2): what the weights then act on, and how."""
         mask = mask.to(x.dtype)
         x, padded_mask = self._pad(x * mask), self._pad(mask)
         window = (
@@ -60,8 +64,11 @@ class _PartialConv:
             channels = self.in_channels if mask.shape[1] == 1 else 1
             scale = window * self.in_channels / (valid * channels).clamp(min=1.0)
             new_mask = (valid > 0).to(x.dtype)
-        raw = self._convolve(x, self.weight, None)
-        out = raw * (scale * new_mask)
+        return x, scale, new_mask
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        padded, scale, new_mask = self.window(x, mask)
+        out = self._convolve(padded, self.weight, None) * (scale * new_mask)
         if self.bias is not None:
             out = out + self.bias.view(1, -1, *[1] * (out.dim() - 2)) * new_mask
         return out, new_mask

@@ -125,6 +125,17 @@ class Task(L.LightningModule):
     ) -> None:
         """The run's figure of the test split, for the model and its baselines."""
 
+    def scored_truth(self, table: Table) -> torch.Tensor:
+        """The targets of `table` where a prediction is judged, NaN elsewhere: all of them,
+        unless the task judges some points only (inpainting: the hidden ones)."""
+        return table.y
+
+    def plot_spread(
+        self, ensemble: torch.Tensor, table: Table, data: SplitData, run_dir: Path
+    ) -> None:
+        """What a task shows of the spread of the draws `ensemble` (draws first) of the
+        split `table`, beside the scores of uncertainty.csv (nothing by default)."""
+
     def target_range(self, data: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
         """The smallest and largest training target of each output channel, to count the
         predictions that leave it (a pass over the training split's blocks)."""

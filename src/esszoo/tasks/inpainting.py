@@ -23,6 +23,7 @@ interpolation, iterative EOF infilling (`infilling.py`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +46,22 @@ from esszoo.tasks import infilling, register_task
 from esszoo.tasks.base import Task
 from esszoo.tasks.baselines import calendar_months
 from esszoo.tasks.moments import channel_stats
+
+# bins of the distance (grid points) from a hidden point to the nearest observed one
+DISTANCE_BINS = ((0, 2), (2, 4), (4, 8), (8, 16), (16, math.inf))
+
+
+def observation_distance(observed: np.ndarray) -> np.ndarray:
+    """For fields of observed flags (N, H, W), each point's Euclidean distance in grid
+    points to the nearest observed point (0 where observed; inf where none is)."""
+    from scipy import ndimage
+
+    distance = np.full(observed.shape, np.inf)
+    for k, case in enumerate(observed > 0):
+        if case.any():
+            distance[k] = ndimage.distance_transform_edt(~case)
+    return distance
+
 
 LIU_WEIGHTS = {"valid": 1.0, "hole": 6.0, "tv": 0.1, "perceptual": 0.0, "style": 0.0}
 
@@ -210,6 +227,55 @@ class InpaintingTask(Task):
         row["area_mean_err"] = float((area(composed) - area(truth.nan_to_num())).abs().mean())
         row["hidden_frac"] = float(hidden.sum() / known.sum())
         return row
+
+    def scored_truth(self, table: Table) -> torch.Tensor:
+        """The truth at the hidden points only: what a reconstruction is judged on."""
+        return torch.where(table.mask.expand_as(table.y) > 0, torch.nan, table.y)
+
+    def plot_spread(
+        self, ensemble: torch.Tensor, table: Table, data: SplitData, run_dir: Path
+    ) -> None:
+        """Is the spread larger where the holes are larger? The draws' spread and the error
+        of their mean at the hidden points, by distance to the nearest observed point
+        (spread_by_distance.csv), and the map of the case with most hidden (spread.png)."""
+        from esszoo import plots
+        from esszoo.run import write_csv
+
+        truth = self.scored_truth(table)
+        mean, spread = ensemble.mean(0), ensemble.std(0)
+        distance = torch.from_numpy(observation_distance(table.mask[:, 0].numpy()))
+        distance = distance[:, None].expand_as(truth)
+        hidden = torch.isfinite(truth) & torch.isfinite(spread)
+        rows = []
+        for low, high in DISTANCE_BINS:
+            chosen = hidden & (distance >= low) & (distance < high)
+            if chosen.any():
+                error = (mean[chosen] - truth[chosen]).double()
+                rmse = error.square().mean().sqrt().item()
+                size = spread[chosen].double().square().mean().sqrt().item()
+                rows.append(
+                    {
+                        "distance": f"{low:g}-{high:g}" if high < math.inf else f">={low:g}",
+                        "points": int(chosen.sum()),
+                        "spread": size,
+                        "rmse_of_mean": rmse,
+                        "spread_skill": size / rmse if rmse > 0 else math.nan,
+                    }
+                )
+        write_csv(rows, run_dir / "spread_by_distance.csv")
+        k = int(hidden[:, 0].flatten(1).sum(1).argmax())
+        observed = torch.where(table.mask[k, 0] > 0, table.y[k, 0], torch.nan)
+        unscored = lambda t: torch.where(hidden[k, 0], t[k, 0], torch.nan).numpy()  # noqa: E731
+        plots.spread_panels(
+            observed.numpy(),
+            unscored(mean - truth),
+            unscored(spread),
+            unscored(distance),
+            data,
+            run_dir / "spread.png",
+            plots._date(table.coords.get(data.split.dim), k),
+            data.targets[0].units,
+        )
 
     def plot(
         self,
