@@ -90,6 +90,10 @@ def test_the_gaussian_latent_has_the_closed_form_kl_and_draws_only_when_asked():
         assert not torch.equal(latent(mean, spread), mean)
     assert torch.equal(latent_kl(torch.nn.Sequential(latent)), latent.kl)
     assert latent_kl(torch.nn.Linear(2, 2)) is None
+    # against a mean squared error, the KL of a likelihood of std 0.01 weighs 2 x 0.01^2
+    scaled = GaussianLatent(observation_std=0.01)
+    scaled(mean, spread)
+    assert torch.allclose(scaled.kl, 2e-4 * latent.kl)
 
 
 @pytest.mark.parametrize(
@@ -157,3 +161,29 @@ def test_a_latent_ode_trains_on_a_thinned_real_series_with_its_kl(tmp_path, nino
         assert status == 0, err
         forecast = xr.open_dataset(out)["sst"]
         assert forecast.dims == ("time", "lead_time") and bool(forecast[-10:].notnull().all())
+
+
+def test_forecasts_of_an_irregular_past_carry_draws_with_uncertainty(tmp_path, nino, capsys):
+    nino.to_netcdf(tmp_path / "nino.nc")
+    recipe = {
+        "name": "drawn",
+        "model": {"name": "latent_ode", **SMALL},
+        "data": {"source": str(tmp_path / "nino.nc"), "inputs": ["sst"], "window": WINDOW,
+                 "thin": 0.5},
+        "task": {"name": "forecasting"},
+        "trainer": TRAINER,
+        # Bayesian weights, and z_0 drawn from q(z_0 | x)
+        "uncertainty": {"method": "bayes", "samples": 3},
+    }  # fmt: skip
+    run = esszoo.train(recipe, out_dir=str(tmp_path / "runs"))
+    with open(run.path / "uncertainty.csv") as handle:
+        model, climatology = csv.DictReader(handle)
+    assert float(model["spread"]) > 0 and climatology["method"] == "climatology"
+    out = tmp_path / "drawn.nc"
+    status, _, err = run_cli(
+        ["predict", run.path, "--data", tmp_path / "nino.nc", "--out", out], capsys
+    )
+    assert status == 0, err
+    predicted = xr.open_dataset(out)
+    assert predicted["sst_draws"].dims == ("realization", "time", "lead_time")
+    assert float(predicted["sst_spread"][-10:].min()) > 0
