@@ -44,6 +44,8 @@ SECTIONS = {
     "the GRU told the gaps and linear interpolation (Rubanova et al. 2019)",
     "uncertainty": "Uncertainty of the emulator: MC dropout, Bayes by Backprop and a deep "
     "ensemble against a climatological ensemble",
+    "inpainting_uncertainty": "Uncertainty of the inpainting flagship: Bayes by Backprop's "
+    "coverage, and its spread by distance from the observations",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

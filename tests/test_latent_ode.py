@@ -5,6 +5,7 @@ latent's KL in the loss, and the baselines of a gappy past."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from esszoo.layers.ode import ODERNN
 from esszoo.layers.variational import GaussianLatent, latent_kl
 from esszoo.tasks.forecasting import interpolate_gaps
 from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 WINDOW = {"past": 12, "future": 3}
 SMALL = {"latents": 4, "width": 8, "units": 8, "gru_units": 8}
@@ -187,3 +190,25 @@ def test_forecasts_of_an_irregular_past_carry_draws_with_uncertainty(tmp_path, n
     predicted = xr.open_dataset(out)
     assert predicted["sst_draws"].dims == ("realization", "time", "lead_time")
     assert float(predicted["sst_spread"][-10:].min()) > 0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.thin=1.5", "data.thin"),
+        ("data.gaps=fill", "data.gaps"),
+        ("model.observation_std=0", "positive observation_std"),
+        ("model.encoder_solver=rk5", "unknown ODE solver 'rk5'"),
+    ],
+)
+def test_bad_settings_of_irregular_series_get_one_clear_line(override, message, tmp_path, capsys):
+    recipe = ROOT / "recipes" / "forecast_nino12_latent_ode.yaml"
+    status, _, err = run_cli(
+        ["train", recipe, override, "trainer.max_epochs=1", f"out_dir={tmp_path}"], capsys
+    )
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_ode_rnn_variants_are_checked():
+    with pytest.raises(ModelError, match="ode_rnn has no variant 'lstm'"):
+        esszoo.create_model("ode_rnn", in_channels=1, out_channels=1, variant="lstm")

@@ -55,6 +55,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from esszoo.errors import ModelError
 from esszoo.layers.grid import check_series
 from esszoo.layers.ode import ODERNN, Autonomous, ODEBlock
 from esszoo.layers.variational import GaussianLatent
@@ -123,6 +124,12 @@ class LatentODE(nn.Module):
         observation_std: float = 0.01,
     ):
         super().__init__()
+        if observation_std <= 0 or time_step <= 0:
+            raise ModelError(
+                f"latent_ode needs a positive observation_std and time_step, got "
+                f"{observation_std} and {time_step}",
+                "e.g. observation_std: 0.01 (normalized units), time_step: 0.05",
+            )
         self.horizon, self.out_channels, self.time_step = horizon, out_channels, time_step
         encoder_step = time_step if encoder_solver != "dopri5" else None
         self.encoder = ODERNN(
