@@ -196,3 +196,30 @@ def test_uncertainty_refuses_data_left_on_disk(tmp_path):
     with pytest.raises(RunError, match="uncertainty needs the data in memory"):
         esszoo.train(recipe, out_dir=str(tmp_path / "runs"))
     assert not (tmp_path / "runs" / "streamed" / "model.safetensors").exists()
+
+
+def test_an_ensemble_trains_its_members_with_every_process_of_a_ddp_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    recipe = tiny_recipe_dict(
+        tmp_path / "runs",
+        name="pair",
+        **{"trainer.max_epochs": 1, "uncertainty": {"method": "ensemble", "members": 2}},
+    )
+    path = write_recipe(tmp_path / "pair.yaml", recipe)
+    bin_dir = Path(sys.executable).parent
+    command = [str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node=2",
+               str(bin_dir / "esszoo"), "train", str(path), "trainer.devices=2",
+               "trainer.accelerator=cpu", "trainer.batch_size=128"]  # fmt: skip
+    environment = os.environ | {"OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = tmp_path / "runs" / "pair"
+    assert (run_dir / "members" / "member_1" / "model.safetensors").is_file()
+    with open(run_dir / "uncertainty.csv") as handle:
+        model, _ = csv.DictReader(handle)
+    assert model["method"] == "ensemble" and int(model["samples"]) == 2
+    assert float(model["spread"]) > 0

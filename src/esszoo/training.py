@@ -432,6 +432,9 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
     if not data.streamed:
         loaders = memory_loaders(tensors, spec, trainer.strategy.root_device)
     trainer.fit(task, *loaders, ckpt_path=last if resume else None, weights_only=True)
+    members = []  # an ensemble's other members: every process of a DDP run trains them
+    if recipe.uncertainty is not None and recipe.uncertainty.method == "ensemble":
+        members = train_members(recipe, run_dir, cores)
     if not trainer.is_global_zero:
         return run_dir
     best = run_dir / "checkpoints" / "best.ckpt"
@@ -456,7 +459,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
     task.plot(predictions, truth, data, run_dir / task.plot_file)
     print_table(rows, f"{recipe.name}: test split ({len(data.test)} samples)", task.printed_scores)
     if recipe.uncertainty is not None:
-        _score_uncertainty(recipe, task, predictor, data, run_dir, cores)
+        _score_uncertainty(recipe, task, predictor, data, run_dir, members)
     print(f"run written to {run_dir}")
     print(f"maps and plots: {run_dir / task.plot_file}, {run_dir / 'loss_curve.png'}")
     return run_dir
@@ -485,16 +488,15 @@ def _score_uncertainty(
     predictor: torch.nn.Module,
     data: Any,
     run_dir: Path,
-    cores: CoreShare,
+    member_runs: list[Path],
 ) -> None:
-    """Draws of the test predictions scored beside a climatological ensemble:
-    uncertainty.csv and reliability.png."""
+    """Draws of the test predictions (for an ensemble, of `predictor` and its other
+    members' runs) scored beside a climatological ensemble: uncertainty.csv and
+    reliability.png."""
     test = data.tables["test"]
     inputs = task_inputs(test)
     label = task.label(recipe.model.name)
-    members = [predictor]
-    if recipe.uncertainty.method == "ensemble":
-        members += [checkpoint.load(run) for run in train_members(recipe, run_dir, cores)]
+    members = [predictor] + [checkpoint.load(run) for run in member_runs]
     truth = task.scored_truth(test)  # NaN where a prediction is not judged
     rows, ensembles = score_uncertainty(
         lambda member: predict_in_batches(member, *inputs),
@@ -517,7 +519,9 @@ def member_dirs(run_dir: Path, members: int) -> list[Path]:
 
 
 def train_members(recipe: Recipe, run_dir: Path, cores: CoreShare) -> list[Path]:
-    """The ensemble's other members: the recipe with seeds seed + 1, seed + 2, ..."""
+    """The ensemble's other members: the recipe with seeds seed + 1, seed + 2, ...; in a
+    run of several processes each takes part in each member's training, and rank 0 owns
+    the members' directories as it owns the run's."""
     runs = []
     count = recipe.uncertainty.members
     for k, member_dir in enumerate(member_dirs(run_dir, count), start=1):
@@ -531,6 +535,9 @@ def train_members(recipe: Recipe, run_dir: Path, cores: CoreShare) -> list[Path]
                 "trainer": recipe.trainer.model_copy(update={"seed": seed}),
             }
         )
+        if launch_rank() > 0:
+            runs.append(_train(member, member_dir, False, cores))
+            continue
         with RunLock(member_dir):
             _prepare_run_dir(member_dir, resume=False, overwrite=True)
             runs.append(_train(member, member_dir, False, cores))

@@ -17,17 +17,24 @@ Teacher forcing: a model that takes the truth (``forward(x, teacher)``: seq2seq,
 Transformer) reads it in training for point forecasts, and its own outputs when it is
 validated, tested and used; a model that forecasts a distribution always reads its own.
 
+An irregular past (``data.gaps: keep`` or ``data.thin``, `esszoo.data.series`): the batch
+holds the past with its gaps at 0 and their ``mask`` (1 observed), which the models of
+irregular series take (``forward(x, mask)``: latent_ode, ode_rnn); a model that reads
+complete windows only is refused with one line. ``esszoo predict`` forecasts from every
+window whose past sees each input at least once.
+
 Baselines, fitted on the training split, each a Gaussian forecast (a location and a
 spread) scored as the model is:
 
 - persistence: the last observed value, with the training spread of the change over
-  each lead (the random walk);
+  each lead (the random walk); for an irregular past, the last value it observed;
 - seasonal climatology: the training mean and spread of the target by calendar month of
   the target time (and hour of day for steps shorter than a day); the training mean
   where the training split spans a single month;
 - linear autoregression: every target step regressed on the whole input window by least
   squares (an AR(past) model with the time features as covariates, one set of
-  coefficients per lead: the direct strategy), with the training residual spread per lead.
+  coefficients per lead: the direct strategy), with the training residual spread per lead;
+  an irregular past is first filled by linear interpolation.
 
 Pretraining, the tour's "use pretrained models when you can" (``task.pretraining``): on
 many series, a model learns the targets from their own past before it is fine-tuned on a
