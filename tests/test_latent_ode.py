@@ -152,6 +152,13 @@ def test_a_latent_ode_trains_on_a_thinned_real_series_with_its_kl(tmp_path, nino
     with open(run.path / "scores.csv") as handle:
         rows = {r["predictor"] for r in csv.DictReader(handle)}
     assert "baseline: linear interpolation + autoregression" in rows
+    # the trained predictor, in physical units: a gap is a gap with or without its mask
+    predictor = esszoo.load(run.path)
+    test = series_data(nino, inputs=["sst"], targets=["sst"], thin=0.5, gaps="keep", **WINDOW).test
+    with torch.no_grad():
+        assert torch.allclose(predictor(test.x), predictor(test.x, test.mask))
+        filled = predictor(test.x.nan_to_num(float(test.x[..., 0].nanmean())))
+        assert not torch.allclose(predictor(test.x), filled)
     # predictions on the real file, whose months are all there, and with gaps
     gappy = nino.copy(deep=True)
     gappy["sst"][::3] = np.nan

@@ -270,8 +270,7 @@ class ForecastingTask(Task):
             output_std=self._layout("output_std"),
             channels_last=True,
             distribution=self.spec.distribution if self.spec.distribution == "gaussian" else None,
-            fill_missing=self.takes_mask,
-        )
+        )  # gaps stay NaN: without a mask, a model of irregular series reads them as its gaps
 
     def target_range(self, data: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
         low, high = data.train.y.amin((0, 1)), data.train.y.amax((0, 1))

@@ -92,12 +92,24 @@ def observed(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, 
     reference_note="the authors' PhysioNet configuration (41 variables; 20 latents, rec-dims "
     "40, rec-layers 3, gen-layers 3, units 50, gru-units 50), counted here; no count is "
     "published",
-    small=dict(in_channels=3, out_channels=2, horizon=4, latents=4, width=8, units=8, gru_units=8),
+    small=dict(
+        in_channels=3,
+        out_channels=2,
+        horizon=4,
+        latents=4,
+        width=8,
+        units=8,
+        gru_units=8,
+        solver="rk4",
+        step_size=0.05,
+    ),
     example_input=(4, 8, 3),
     inputs=("x", "mask"),
-    export=(),
-    export_note="the recognition ODE-RNN loops over the steps and its solvers check their "
-    "time grids with data-dependent guards that neither a trace nor torch.export can follow",
+    export=("torchscript",),
+    export_note="TorchScript with a fixed-step solver (solver: rk4, step_size: ...), for "
+    "the window length it was traced at; an adaptive solver's steps depend on the input and "
+    "cannot be traced. ONNX: torch.export cannot follow torchdiffeq's checks on the time "
+    "grid (data-dependent guards)",
 )
 class LatentODE(nn.Module):
     """Latent ODE with an ODE-RNN encoder: z_0 from the irregular past, its ODE solved on."""

@@ -59,9 +59,10 @@ VARIANTS = ("ode", "delta_t")
     small=dict(in_channels=3, out_channels=2, horizon=4, width=8, units=8, gru_units=8),
     example_input=(4, 8, 3),
     inputs=("x", "mask"),
-    export=(),
-    export_note="the ODE-RNN loops over the steps and its solver checks its time grid with "
-    "data-dependent guards that neither a trace nor torch.export can follow",
+    export=("torchscript",),
+    export_note="TorchScript with its fixed-step solver (euler, rk4, ...), for the window "
+    "length it was traced at. ONNX: torch.export cannot follow torchdiffeq's checks on the "
+    "time grid (data-dependent guards)",
 )
 class ODERNN(nn.Module):
     """ODE-RNN: a GRU whose state follows an ODE between irregular observations."""
