@@ -1,5 +1,5 @@
 """Irregular series: real observations hidden (data.thin), windows kept with their gaps
-and a mask (data.gaps), the ODE-RNN and the latent ODE that read them, the variational
+and a mask (data.missing), the ODE-RNN and the latent ODE that read them, the variational
 latent's KL in the loss, and the baselines of a gappy past."""
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def nino() -> xr.Dataset:
 
 def test_thinning_hides_its_share_of_the_past_the_same_way_every_time(nino):
     whole = series_data(nino, inputs=["sst"], targets=["sst"], **WINDOW)
-    thinned = series_data(nino, inputs=["sst"], targets=["sst"], thin=0.5, gaps="keep", **WINDOW)
-    again = series_data(nino, inputs=["sst"], targets=["sst"], thin=0.5, gaps="keep", **WINDOW)
+    thinned = series_data(nino, inputs=["sst"], targets=["sst"], thin=0.5, missing="keep", **WINDOW)
+    again = series_data(nino, inputs=["sst"], targets=["sst"], thin=0.5, missing="keep", **WINDOW)
     assert whole.train.mask is None
     train = thinned.train
     hidden = 1 - train.mask[..., 0].mean().item()  # sst; the time features are never hidden
@@ -154,7 +154,9 @@ def test_a_latent_ode_trains_on_a_thinned_real_series_with_its_kl(tmp_path, nino
     assert "baseline: linear interpolation + autoregression" in rows
     # the trained predictor, in physical units: a gap is a gap with or without its mask
     predictor = esszoo.load(run.path)
-    test = series_data(nino, inputs=["sst"], targets=["sst"], thin=0.5, gaps="keep", **WINDOW).test
+    test = series_data(
+        nino, inputs=["sst"], targets=["sst"], thin=0.5, missing="keep", **WINDOW
+    ).test
     with torch.no_grad():
         assert torch.allclose(predictor(test.x), predictor(test.x, test.mask))
         filled = predictor(test.x.nan_to_num(float(test.x[..., 0].nanmean())))
@@ -203,7 +205,7 @@ def test_forecasts_of_an_irregular_past_carry_draws_with_uncertainty(tmp_path, n
     "override, message",
     [
         ("data.thin=1.5", "data.thin"),
-        ("data.gaps=fill", "data.gaps"),
+        ("data.missing=fill", "data.missing"),
         ("model.observation_std=0", "positive observation_std"),
         ("model.encoder_solver=rk5", "unknown ODE solver 'rk5'"),
     ],

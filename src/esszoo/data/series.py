@@ -4,7 +4,7 @@ A series is a variable along time, one or many (every point of the other dimensi
 station say, is a series of its own; the variables at a point are its channels). The
 time axis is split into contiguous train, validation and test blocks first, and windows
 are cut inside each block, a new one every `stride` steps, so that no window straddles
-two splits; a window with a missing value is dropped (and counted), unless ``data.gaps``
+two splits; a window with a missing value is dropped (and counted), unless ``data.missing``
 is "keep": then a window whose targets are whole is kept with the gaps of its past (NaN)
 and a mask (1 where observed), for the models that read irregular series. ``data.thin``
 makes a regular series irregular by hiding a share of each window's past observations at
@@ -57,7 +57,7 @@ class SeriesOptions(DataOptions):
         description="phases of the year and day as inputs (auto: each cycle the steps "
         "resolve and the training split holds whole)",
     )
-    gaps: Literal["drop", "keep"] = Field(
+    missing: Literal["drop", "keep"] = Field(
         default="drop",
         description="windows whose past has missing values: dropped, or kept with their "
         "gaps and a mask for models that read irregular series (latent_ode, ode_rnn)",
@@ -67,7 +67,7 @@ class SeriesOptions(DataOptions):
         ge=0,
         lt=1,
         description="the share of past observations hidden at random in every window, the "
-        "same in every run, to make a regular series irregular (implies gaps: keep)",
+        "same in every run, to make a regular series irregular (implies missing: keep)",
     )
 
 
@@ -78,7 +78,7 @@ def build_series(dataset: xr.Dataset, options: SeriesOptions, context: DataConte
         inputs=options.inputs,
         targets=options.targets or options.inputs,
         time_features=options.time_features,
-        gaps="keep" if options.thin else options.gaps,
+        missing="keep" if options.thin else options.missing,
         thin=options.thin,
         **options.window.arguments(),
         **options.split.arguments(),
@@ -208,14 +208,14 @@ def series_data(
     future: int,
     stride: int = 1,
     time_features: list[str] | str = "auto",
-    gaps: str = "drop",
+    missing: str = "drop",
     thin: float = 0.0,
     split_dim: str = "time",
     train: float | list[str] = 0.7,
     val: float | list[str] = 0.15,
     test: float | list[str] = 0.15,
 ) -> SplitData:
-    """Windows of `past` steps in and `future` steps out, split in time; with `gaps`
+    """Windows of `past` steps in and `future` steps out, split in time; with `missing`
     "keep", windows whose past has gaps too (each input seen at least once), with a mask
     (1 observed), and `thin` of the past's values hidden first."""
     names = list(dict.fromkeys([*inputs, *targets]))
@@ -242,8 +242,8 @@ def series_data(
                 f"the {name} split has {len(rows)} steps, fewer than a window of {past} + {future}",
                 "use a shorter window or a longer split",
             )
-        table, missing = _windows(
-            values, phases, starts, past, future, x_columns, y_columns, gaps, thin, name
+        table, dropped_windows = _windows(
+            values, phases, starts, past, future, x_columns, y_columns, missing, thin, name
         )
         table.coords |= {
             split_dim: times[table.coords.pop("start") + past - 1],
@@ -254,7 +254,7 @@ def series_data(
                 f"every window of the {name} split has a missing value",
                 "use a shorter window, or fill the gaps of the series first",
             )
-        tables[name], dropped[name] = table, missing
+        tables[name], dropped[name] = table, dropped_windows
     variables = [Variable.of(a) for a in arrays]
     notes = []
     if thin:
@@ -281,12 +281,12 @@ def _windows(
     future: int,
     x_columns: list[int],
     y_columns: list[int],
-    gaps: str = "drop",
+    missing: str = "drop",
     thin: float = 0.0,
     split: str = "train",
 ) -> tuple[Table, int]:
     """Every window starting at `starts` in every series: those with no missing value, or
-    (`gaps` "keep") those whose targets are whole and whose past sees every variable at
+    (`missing` "keep") those whose targets are whole and whose past sees every variable at
     least once, with the mask of what the past observed."""
     steps = np.arange(past + future)
     window = values[starts[:, None] + steps]  # (starts, past + future, series, variables)
@@ -299,7 +299,7 @@ def _windows(
     series = np.tile(np.arange(values.shape[1]), len(starts))
     start = np.repeat(starts, values.shape[1])
     whole = np.isfinite(y).all(axis=(1, 2))
-    if gaps == "keep":
+    if missing == "keep":
         valid = whole & np.isfinite(before).any(axis=1).all(axis=1)
     else:
         valid = whole & np.isfinite(x).all(axis=(1, 2))
@@ -308,7 +308,7 @@ def _windows(
     table = Table(
         torch.from_numpy(x.astype(np.float32)),
         torch.from_numpy(y[valid].astype(np.float32)),
-        mask=torch.from_numpy(np.isfinite(x).astype(np.float32)) if gaps == "keep" else None,
+        mask=torch.from_numpy(np.isfinite(x).astype(np.float32)) if missing == "keep" else None,
         coords={
             "start": start[valid],
             "target_start": start[valid] + past,

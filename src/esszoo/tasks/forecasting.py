@@ -17,7 +17,7 @@ Teacher forcing: a model that takes the truth (``forward(x, teacher)``: seq2seq,
 Transformer) reads it in training for point forecasts, and its own outputs when it is
 validated, tested and used; a model that forecasts a distribution always reads its own.
 
-An irregular past (``data.gaps: keep`` or ``data.thin``, `esszoo.data.series`): the batch
+An irregular past (``data.missing: keep`` or ``data.thin``, `esszoo.data.series`): the batch
 holds the past with its gaps at 0 and their ``mask`` (1 observed), which the models of
 irregular series take (``forward(x, mask)``: latent_ode, ode_rnn); a model that reads
 complete windows only is refused with one line. ``esszoo predict`` forecasts from every
@@ -225,9 +225,9 @@ class ForecastingTask(Task):
         if gappy and not self.takes_mask:
             model = getattr(self.net, "esszoo_spec", {}).get("name", type(self.net).__name__)
             raise ModelError(
-                f"the past has gaps (data.gaps: keep, or data.thin), and '{model}' reads "
+                f"the past has gaps (data.missing: keep, or data.thin), and '{model}' reads "
                 "complete windows only",
-                "use a model of irregular series (latent_ode, ode_rnn), or data.gaps: drop",
+                "use a model of irregular series (latent_ode, ode_rnn), or data.missing: drop",
             )
         x, y = data.train.x.double(), data.train.y.double()
         self.stats = {
