@@ -62,6 +62,13 @@ from esszoo.layers.variational import GaussianLatent
 from esszoo.registry import Paper, register_model
 
 TRANSFORM_UNITS = 100  # the authors' transform_z0
+RUBANOVA_2019 = Paper(
+    authors="Rubanova, Chen & Duvenaud",
+    year=2019,
+    title="Latent ODEs for Irregularly-Sampled Time Series",
+    venue="NeurIPS",
+    arxiv="1907.03907",
+)
 
 
 def window_times(steps: int, time_step: float, like: torch.Tensor) -> torch.Tensor:
@@ -80,13 +87,7 @@ def observed(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, 
     name="latent_ode",
     family="neural_ode",
     tasks=("forecasting",),
-    paper=Paper(
-        authors="Rubanova, Chen & Duvenaud",
-        year=2019,
-        title="Latent ODEs for Irregularly-Sampled Time Series",
-        venue="NeurIPS",
-        arxiv="1907.03907",
-    ),
+    paper=RUBANOVA_2019,
     reference=dict(in_channels=41, out_channels=41, horizon=1),
     reference_params=67_071,
     reference_note="the authors' PhysioNet configuration (41 variables; 20 latents, rec-dims "

@@ -34,8 +34,8 @@ from torch import nn
 from esszoo.errors import ModelError
 from esszoo.layers.grid import check_series
 from esszoo.layers.ode import ODERNN as ODERNNLayer
-from esszoo.models.ode.latent_ode import observed, window_times
-from esszoo.registry import Paper, register_model
+from esszoo.models.ode.latent_ode import RUBANOVA_2019, observed, window_times
+from esszoo.registry import register_model
 
 VARIANTS = ("ode", "delta_t")
 
@@ -44,13 +44,7 @@ VARIANTS = ("ode", "delta_t")
     name="ode_rnn",
     family="neural_ode",
     tasks=("forecasting",),
-    paper=Paper(
-        authors="Rubanova, Chen & Duvenaud",
-        year=2019,
-        title="Latent ODEs for Irregularly-Sampled Time Series",
-        venue="NeurIPS",
-        arxiv="1907.03907",
-    ),
+    paper=RUBANOVA_2019,
     reference=dict(in_channels=41, out_channels=41, horizon=1),
     reference_params=33_111,
     reference_note="41 variables (PhysioNet's) at the sizes of the authors' PhysioNet runs "
