@@ -73,6 +73,7 @@ def run() -> str:
                         float(model["crps"]),
                         len(history),
                         1e3 * seconds / max(1, steps),
+                        model.get("loses_to", ""),
                     ]
                 )
             for baseline in baselines:
@@ -88,6 +89,7 @@ def run() -> str:
                         float(baseline["crps"]),
                         "",
                         "",
+                        "",
                     ]
                 )
     header = [
@@ -100,6 +102,7 @@ def run() -> str:
         "CRPS",
         "epochs",
         "ms per step",
+        "loses to",
     ]
     return table(header, rows)
 
