@@ -48,3 +48,67 @@ def correlation(prediction: torch.Tensor, truth: torch.Tensor) -> float:
 def negative_fraction(prediction: torch.Tensor) -> float:
     """Fraction of values below zero: violations of positivity for a non-negative quantity."""
     return float((prediction < 0).double().mean())
+
+
+def coco_average_precision(
+    detected: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    true: list[tuple[torch.Tensor, torch.Tensor]],
+) -> dict[str, float]:
+    """Mean average precision and recall of detections by the COCO evaluation (pycocotools'
+    COCOeval, the reference implementation; torchmetrics' MeanAveragePrecision wraps it but
+    needs torchvision). Per image: `detected` (boxes (Q, 4) as (x0, y0, x1, y1) in grid
+    cells, scores (Q,), classes (Q,)) and `true` (boxes (M, 4), classes (M,)). Returns
+    ``map`` (IoU 0.5:0.95), ``map_50``, ``map_75`` and ``mar_100`` (recall with at most 100
+    detections per image); -1 where nothing can be scored (no true object)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def xywh(boxes: torch.Tensor) -> list[list[float]]:
+        corners = boxes.double()
+        return torch.cat([corners[:, :2], corners[:, 2:] - corners[:, :2]], 1).tolist()
+
+    classes = sorted({int(c) for _, labels in true for c in labels} | {0})
+    images, annotations, results = [], [], []
+    for image, ((boxes, labels), (found, scores, kinds)) in enumerate(
+        zip(true, detected, strict=True)
+    ):
+        images.append({"id": image})
+        for box, label in zip(xywh(boxes), labels.tolist(), strict=True):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image,
+                    "category_id": int(label),
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
+        for box, score, label in zip(xywh(found), scores.tolist(), kinds.tolist(), strict=True):
+            results.append(
+                {"image_id": image, "category_id": int(label), "bbox": box, "score": score}
+            )
+    if not annotations:
+        return {"map": -1.0, "map_50": -1.0, "map_75": -1.0, "mar_100": -1.0}
+    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval reports as it goes
+        reference = COCO()
+        reference.dataset = {
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": c} for c in classes],
+        }
+        reference.createIndex()
+        evaluation = COCOeval(reference, reference.loadRes(results) if results else COCO(), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    stats = evaluation.stats
+    return {
+        "map": float(stats[0]),
+        "map_50": float(stats[1]),
+        "map_75": float(stats[2]),
+        "mar_100": float(stats[8]),
+    }

@@ -111,6 +111,9 @@ class TrainerOptions(Options):
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     schedule: Literal["cosine", "none"] = "cosine"
+    gradient_clip: float | None = Field(
+        default=None, gt=0, description="largest norm of the gradients (DETR: 0.1); null: off"
+    )
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed", "64"] = "auto"
     accelerator: Literal["auto", "cpu", "cuda", "gpu", "mps"] = "auto"
     devices: int | str = "auto"

@@ -494,3 +494,68 @@ def online_profiles(dataset, path: Path) -> None:
             axis.set_xscale("log")
     _save(figure, path)
     plt.close(figure)
+
+
+def box_overlays(
+    detections: dict[str, tuple],
+    truth: torch.Tensor,
+    data,
+    path: Path,
+    min_score: float,
+    cases: int = 4,
+) -> None:
+    """One PNG per test case (those with the most objects): the last input frame, the true
+    objects (white) and each predictor's objects of score >= `min_score` (a colour each),
+    drawn in grid cells, a box across the side edge of a global grid drawn on both sides."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    from esszoo.boxes import to_corners
+
+    plt = _pyplot()
+    counts = (truth[..., 0] >= 0).sum(1)
+    picks = sorted(counts.argsort(descending=True)[: min(cases, len(truth))].tolist())
+    times = data.test.coords.get(data.split.dim)
+    height, width = data.test.x.shape[-2:]
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    colours = ["#e41a1c", "#00bfff", "#ffd700", "#ff7f00", "#4daf4a"]
+
+    def draw(axis, boxes: torch.Tensor, colour: str, style: str, label: str) -> None:
+        axis.plot([], [], color=colour, linestyle=style, label=label)  # the legend's entry
+        for x0, y0, x1, y1 in (to_corners(boxes) * scale).tolist():
+            for shift in (
+                (0.0, -width, width) if data.grid is not None and data.grid.wraps else (0.0,)
+            ):
+                if x1 + shift <= 0 or x0 + shift >= width:
+                    continue
+                axis.add_patch(
+                    Rectangle(
+                        (x0 + shift - 0.5, y0 - 0.5),
+                        x1 - x0,
+                        y1 - y0,
+                        fill=False,
+                        edgecolor=colour,
+                        linestyle=style,
+                        linewidth=1.2,
+                    )
+                )
+
+    for case_path, k in zip(case_paths(path, len(picks)), picks, strict=True):
+        field = data.test.x[k, -1].double().numpy()
+        figure, axis = plt.subplots(figsize=_panel_size((height, width)), constrained_layout=True)
+        origin = _placement(data.grid, (height, width))["origin"]  # north up where known
+        image = axis.imshow(np.ma.masked_invalid(field), origin=origin, cmap="Blues", aspect="auto")
+        figure.colorbar(image, ax=axis, fraction=0.03, pad=0.01).ax.tick_params(labelsize=6)
+        objects = truth[k][truth[k, :, 0] >= 0]
+        draw(axis, objects[:, 1:], "white", "--", f"truth ({len(objects)})")
+        for colour, (name, (scores, _, boxes)) in zip(colours, detections.items(), strict=False):
+            kept = boxes[k][scores[k] >= min_score]
+            draw(axis, kept, colour, "-", f"{name} ({len(kept)})")
+        axis.set_xlim(-0.5, width - 0.5)
+        axis.set_ylim(*((-0.5, height - 0.5) if origin == "lower" else (height - 0.5, -0.5)))
+        axis.set_title(f"last input frame and objects{_date(times, k)}", fontsize=8, loc="left")
+        axis.tick_params(labelsize=6)
+        axis.set_facecolor("#d9d9d9")
+        axis.legend(fontsize=6, loc="upper right", framealpha=0.6)
+        _save(figure, case_path)
+        plt.close(figure)

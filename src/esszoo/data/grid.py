@@ -88,6 +88,18 @@ class Grid:
             return None
         return lon[0]
 
+    @property
+    def wraps(self) -> bool:
+        """Whether the columns go once round the globe, so that the last neighbours the
+        first: a regular longitude axis of n points spaced 360 / n degrees."""
+        lon = self.lon_axis
+        if lon is None or len(lon) < 2:
+            return False
+        steps = np.diff(lon) % 360.0  # a rolled axis (..., 359, 0, 1, ...) steps alike
+        spacing = float(np.median(steps))
+        regular = np.allclose(steps, spacing, rtol=1e-3)
+        return bool(regular and abs(spacing * len(lon) - 360.0) < 0.5 * spacing)
+
     def area_weights(self) -> np.ndarray | None:
         """cos(latitude) of every point (H, W), or None where no latitude is known."""
         return None if self.latitude is None else np.cos(np.radians(self.latitude))

@@ -2,12 +2,13 @@
 
 A data kind is a builder registered with the options it reads, in the module that builds
 it: a table of points (`tabular.py`), fields with one class each or with target fields
-of the same time steps (`fields.py`), windows of frames (`windows.py`), fields under gap
-patterns (`inpainting.py`), fields left on disk (`stream.py`), windows over series
-(`series.py`), columns of profiles (`columns.py`). A task names the kinds it
-learns from (`Task.data_kinds`) and which one a data section asks for
-(`Task.data_kind`); `esszoo.run.build_data` looks the builder up. A new kind is one
-module that calls `register_data_kind`.
+of the same time steps (`fields.py`), windows of frames (`windows.py`), windows with the
+boxed objects of a later frame (`objects.py`), fields under gap patterns
+(`inpainting.py`), fields left on disk (`stream.py`), windows over series (`series.py`),
+columns of profiles (`columns.py`). A task names the kinds it learns from
+(`Task.data_kinds`) and which one a data section asks for (`Task.data_kind`);
+`esszoo.run.build_data` looks the builder up. A new kind is one module that calls
+`register_data_kind`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ BUILTIN_MODULES = (
     "esszoo.data.tabular",
     "esszoo.data.fields",
     "esszoo.data.windows",
+    "esszoo.data.objects",
     "esszoo.data.inpainting",
     "esszoo.data.stream",
     "esszoo.data.series",

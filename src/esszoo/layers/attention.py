@@ -125,3 +125,30 @@ def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
     encoding[:, 0::2] = torch.sin(position * frequency)
     encoding[:, 1::2] = torch.cos(position * frequency[: width // 2])
     return encoding
+
+
+def sine_positions_2d(
+    height: int, width: int, channels: int, *, temperature: float = 10000.0
+) -> torch.Tensor:
+    """DETR's fixed encodings of the points of a (height, width) map (Carion et al. 2020,
+    section 3.2 and appendix A.4): the sinusoids of section 3.5 of Vaswani et al. applied to
+    the row and the column apart, each over half the channels, with the coordinates scaled
+    to (0, 2 pi] (the official code's ``normalize=True``). Returns (channels, height, width):
+    the row's encodings first, then the column's."""
+    if channels % 4:
+        raise ValueError(f"2-D sine encodings need channels divisible by 4, got {channels}")
+    half = channels // 2
+    # coordinates 1..n over n, times 2 pi (the official code's cumulative sum of the valid map)
+    rows = torch.arange(1, height + 1, dtype=torch.float32) / (height + 1e-6) * 2 * math.pi
+    columns = torch.arange(1, width + 1, dtype=torch.float32) / (width + 1e-6) * 2 * math.pi
+    # temperature^(2i / half) for the pair (2i, 2i + 1): sin on the first, cos on the second
+    exponent = 2 * (torch.arange(half, dtype=torch.float32) // 2) / half
+    frequency = temperature**exponent  # (half,)
+
+    def encode(coordinate: torch.Tensor) -> torch.Tensor:
+        phase = coordinate[:, None] / frequency  # (n, half)
+        return torch.stack([phase[:, 0::2].sin(), phase[:, 1::2].cos()], dim=2).flatten(1)
+
+    by_row = encode(rows).T[:, :, None].expand(half, height, width)
+    by_column = encode(columns).T[:, None, :].expand(half, height, width)
+    return torch.cat([by_row, by_column], dim=0)

@@ -3,4 +3,11 @@
 Importing this package registers every model; `esszoo.list_models()` does it on demand.
 """
 
-from esszoo.models import cnn, encoder_decoder, fully_connected, ode, sequence  # noqa: F401
+from esszoo.models import (  # noqa: F401
+    cnn,
+    detection,
+    encoder_decoder,
+    fully_connected,
+    ode,
+    sequence,
+)

@@ -17,6 +17,7 @@ BUILTIN_MODULES = (
     "esszoo.tasks.regression",
     "esszoo.tasks.classification",
     "esszoo.tasks.segmentation",
+    "esszoo.tasks.detection",
     "esszoo.tasks.translation",
     "esszoo.tasks.inpainting",
     "esszoo.tasks.forecasting",

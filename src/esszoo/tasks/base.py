@@ -198,11 +198,13 @@ class Task(L.LightningModule):
             with torch.autocast(self.device.type, enabled=False):
                 if direct and start != starts[-1]:
                     loss.backward()
+                    self._clip(optimizer, direct)
                     optimizer.optimizer.step()
                     progress.increment_ready()
                     progress.increment_completed()
                 else:
                     self.manual_backward(loss)
+                    self._clip(optimizer, direct)
                     optimizer.step()
             optimizer.optimizer.zero_grad(set_to_none=True)
             if schedule is not None:
@@ -210,6 +212,17 @@ class Task(L.LightningModule):
             self.train_loss.add(loss, len(part["x"]))
         if batch_index == self.trainer.num_training_batches - 1:
             self.train_loss.log(self)
+
+    def _clip(self, optimizer: Any, direct: bool) -> None:
+        """Scale the gradients down to the norm ``trainer.gradient_clip`` where they pass it
+        (through Lightning where a loss scaler must unscale them first)."""
+        limit = self.trainer_spec.gradient_clip
+        if limit is None:
+            return
+        if direct:
+            nn.utils.clip_grad_norm_(self.net.parameters(), limit)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val=limit, gradient_clip_algorithm="norm")
 
     def on_fit_start(self) -> None:
         self.bayesian_layers = bayesian_layers(self.net)
