@@ -414,3 +414,17 @@ def test_data_kept_on_the_gpu_train_the_weights_of_data_copied_per_step(tmp_path
         )
     for name, tensor in weights[0].items():
         torch.testing.assert_close(weights[1][name], tensor, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("clip", [None, 1e-9])
+def test_gradient_clipping_bounds_every_step(tmp_path, clip):
+    """With plain SGD a step is lr times the gradient: clipped to a norm of 1e-9, the
+    weights stay put and every epoch's mean loss is the first's; unclipped, it falls."""
+    trainer = {"optimizer": "sgd", "lr": 0.05, "schedule": "none", "gradient_clip": clip}
+    recipe = tiny_recipe_dict(tmp_path / "runs", **{f"trainer.{k}": v for k, v in trainer.items()})
+    run_dir = train(write_recipe(tmp_path / "r.yaml", recipe))
+    losses = [float(row["train_loss"]) for row in read_csv(run_dir / "metrics.csv")]
+    if clip is None:
+        assert losses[-1] < 0.9 * losses[0]
+    else:
+        assert losses[-1] == pytest.approx(losses[0], rel=1e-4)

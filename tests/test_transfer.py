@@ -57,3 +57,34 @@ def test_the_first_convolution_of_a_resnet_is_adapted_by_variable_name(tmp_path)
     assert new.conv1.weight[:, 1].abs().max() < 0.05 * old.conv1.weight.abs().max()
     assert torch.equal(new.layer4[1].conv2.weight, old.layer4[1].conv2.weight)
     assert set(report["kept_fresh"]) == {"fc.weight", "fc.bias"}
+
+
+def test_a_classifier_s_resnet_becomes_a_detector_s_backbone_its_kernel_shared_by_frames(
+    tmp_path,
+):
+    torch.manual_seed(0)
+    old = esszoo.create_model("resnet18", in_channels=1, num_classes=3, width=8)
+    old.train()(torch.randn(4, 1, 32, 32))  # batch statistics, not the initial ones
+    esszoo.save(old, tmp_path, inputs=[Variable("rainfall_amount").to_dict()])
+    new = esszoo.create_model(
+        "detr",
+        in_channels=3,
+        num_classes=1,
+        backbone="resnet18",
+        width=8,
+        hidden=16,
+        heads=2,
+        encoder_layers=1,
+        decoder_layers=1,
+        feedforward=16,
+        queries=4,
+    )
+    report = init_from_checkpoint(new, tmp_path, [Variable("rainfall_amount")] * 3)
+    assert report["adapted"] == ["backbone.conv1.weight"]
+    for frame in range(3):  # three past frames of one variable: a third of its kernel each
+        assert torch.allclose(new.backbone.conv1.weight[:, frame], old.conv1.weight[:, 0] / 3)
+    assert torch.equal(new.backbone.layer4[1].conv2.weight, old.layer4[1].conv2.weight)
+    frozen = new.backbone.layer2[0].bn1  # a frozen batch norm takes the trained statistics
+    assert torch.equal(frozen.running_mean, old.layer2[0].bn1.running_mean)
+    assert torch.equal(frozen.weight, old.layer2[0].bn1.weight)
+    assert "class_embed.weight" in report["kept_fresh"]

@@ -223,3 +223,26 @@ def test_the_table_of_verbs_holds_every_built_in_task(tmp_path):
     built_in = {name for name, cls in tasks().items() if cls.__module__ in BUILTIN_MODULES}
     named = {recipe(tmp_path, case).get("task", {}).get("name", DEFAULT_TASK) for case in DATA}
     assert built_in <= named, built_in - named
+
+
+def test_detections_are_boxes_in_grid_cells_and_degrees_in_netcdf_and_csv(files, capsys):
+    run_dir = files / "runs" / "detection"
+    if not (run_dir / "model.json").is_file():
+        path = write_recipe(files / "det.yaml", recipe(files, "detection"))
+        assert run_cli(["train", path, "--overwrite"], capsys)[0] == 0
+    assert (run_dir / "detections.png").is_file()  # the busiest test cases, overlaid
+    netcdf, table = files / "boxes.nc", files / "boxes.csv"
+    for out in (netcdf, table):
+        command = ["predict", run_dir, "--data", files / "radar.nc", "--out", out]
+        assert run_cli(command, capsys)[0] == 0
+    boxes = xr.open_dataset(netcdf)
+    assert boxes["score"].dims == ("time", "object")
+    assert (boxes["score"].diff("object") <= 0).all()  # most likely first
+    assert (boxes["column_end"] > boxes["column_start"]).all()
+    radar = xr.open_dataset(files / "radar.nc")  # RADOLAN's curvilinear latitudes
+    assert float(radar["latitudes"].min()) <= float(boxes["south"].min())
+    assert float(boxes["north"].max()) <= float(radar["latitudes"].max())
+    with open(table) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == boxes.sizes["time"] * boxes.sizes["object"]
+    assert {"time", "object", "score", "west", "east", "latitude"} <= set(rows[0])

@@ -223,7 +223,9 @@ def compare(
 def predict(
     run: Annotated[Path, typer.Argument(help="run directory")],
     data: Annotated[str, typer.Option(help="NetCDF, Zarr or CSV file, or a built-in data set")],
-    out: Annotated[Path, typer.Option(help="NetCDF file to write")],
+    out: Annotated[
+        Path, typer.Option(help="NetCDF file to write (a .csv name: a table of the same values)")
+    ],
     regrid: Annotated[
         bool, typer.Option(help="interpolate data on another grid to the model's grid")
     ] = False,

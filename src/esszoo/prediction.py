@@ -244,7 +244,9 @@ def _same_coords(bounds: xr.DataArray, predicted: xr.Dataset) -> bool:
 def predict_file(
     run: str | Path, data: str | Path, out: str | Path, *, regrid: bool = False
 ) -> Path:
-    """Predict the outputs of run `run` for every point of `data`; write NetCDF to `out`."""
+    """Predict the outputs of run `run` for every point of `data`; write NetCDF to `out`, or,
+    where its name ends in .csv, a table: a row per point of the outputs' dimensions (a
+    detector's objects, say), a column per variable and coordinate."""
     precious = [Path(data), *Path(run).glob("*")]
     if Path(out).exists() and any(Path(out).samefile(p) for p in precious if p.exists()):
         raise DataError(
@@ -254,5 +256,8 @@ def predict_file(
     predicted = predict_dataset(load(run), open_source(data), regrid=regrid)
     out = Path(out)
     with atomic_path(out) as temporary:
-        for_writing(predicted).to_netcdf(temporary)
+        if out.suffix.lower() == ".csv":
+            predicted.to_dataframe().to_csv(temporary)
+        else:
+            for_writing(predicted).to_netcdf(temporary)
     return out
