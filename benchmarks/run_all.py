@@ -46,6 +46,8 @@ SECTIONS = {
     "ensemble against a climatological ensemble",
     "inpainting_uncertainty": "Uncertainty of the inpainting flagship: Bayes by Backprop's "
     "coverage, and its spread by distance from the observations",
+    "detection": "Detection of rain cells: DETR from scratch and from the zoo's radar-scene "
+    "classifier, against persistence",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

@@ -366,6 +366,38 @@ def option_of_another_task(p):
     return ["train", p.recipe(**{"task.dice_weight": 1.0})], "option of segmentation"
 
 
+def detection_recipe(p, model: str = "detr", rule: str = "rain_cells", variable: str = "") -> Path:
+    """A detection recipe on 40 frames of a small synthetic radar field."""
+    times = np.arange("2018-05-10T00:00", "2018-05-10T03:20", 5, dtype="datetime64[m]")
+    rain = np.zeros((len(times), 16, 16), dtype=np.float32)
+    rain[:, 4:8, 4:8] = 1.0
+    attrs = {"standard_name": variable or "rainfall_amount", "units": "kg m-2"}
+    radar = xr.Dataset({"rain": (("time", "y", "x"), rain, attrs)}, coords={"time": times})
+    path = p.data(radar, "radar.nc")
+    return p.text_recipe(
+        f"name: d\nout_dir: {p.root / 'runs'}\nmodel: {{name: {model}}}\n"
+        f"data: {{source: {path}, inputs: [rain], object_rule: {rule}, "
+        "window: {past: 2, future: 1, stride: 2}}\n"
+        "task: {name: detection}\ntrainer: {max_epochs: 1, progress_bar: false}\n"
+    )
+
+
+@case
+def detection_by_an_unknown_object_rule(p):
+    return ["train", detection_recipe(p, rule="rain_cellz")], "unknown object rule 'rain_cellz'"
+
+
+@case
+def detection_of_rain_cells_in_a_temperature(p):
+    recipe = detection_recipe(p, variable="air_temperature")
+    return ["train", recipe], "reads rainfall_amount"
+
+
+@case
+def detection_with_a_model_that_is_not_a_detector(p):
+    return ["train", detection_recipe(p, model="resnet18")], "does not detect objects"
+
+
 def forecast_recipe(p, window: str, task: str = "{name: forecasting}", select: str = "{}") -> Path:
     return p.text_recipe(
         f"name: f\nout_dir: {p.root / 'runs'}\nmodel: {{name: lstm, width: 4}}\n"

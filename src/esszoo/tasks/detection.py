@@ -21,6 +21,10 @@ The loss is the Hungarian loss of Carion et al. (2020, section 3.1):
   summed and divided by the objects of the batch. The same at every decoder layer's
   predictions (auxiliary decoding losses, section 3.2).
 
+Under DDP each process divides its box terms by the objects of its own batch; the official
+code divides by their mean over the processes (a difference in the weighting of batches,
+not in the loss's minimum).
+
 On a global grid (`esszoo.data.grid.Grid.wraps`) a box may cross the side edges: the cost,
 the loss and the scores compare each true box in its copy (a whole turn east or west) that
 lies nearest the prediction (`esszoo.boxes.nearest_copy`).
@@ -53,11 +57,12 @@ from esszoo.data.dataset import SplitData, Table
 from esszoo.data.grid import Grid
 from esszoo.data.objects import RULES, padded
 from esszoo.data.windows import lead_times, window_inputs
-from esszoo.errors import DataError
+from esszoo.errors import DataError, ModelError
 from esszoo.metrics import coco_average_precision
 from esszoo.models.detection.detr import split_predictions
 from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.predictor import Predictor, predict_in_batches
+from esszoo.registry import list_models, model_card
 from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
 from esszoo.tasks.moments import channel_stats
@@ -89,6 +94,14 @@ class DetectionTask(Task):
     plot_file = "detections.png"
 
     def __init__(self, net: nn.Module, spec: DetectionOptions, trainer: TrainerOptions):
+        spec_of_net = getattr(net, "esszoo_spec", None)
+        if spec_of_net and "detection" not in model_card(spec_of_net["name"]).tasks:
+            raise ModelError(
+                f"model '{spec_of_net['name']}' does not detect objects: it gives no set of "
+                "classes and boxes",
+                f"use a detector ({', '.join(list_models(task='detection'))}; "
+                "`esszoo models` lists them)",
+            )
         super().__init__(net, spec, trainer)
         self.register_buffer("class_weights", None)
         self.wraps = False
