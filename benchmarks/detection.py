@@ -88,7 +88,7 @@ def run() -> str:
     ]
     figures = (
         "Overlays of the two busiest test cases of each run (the last input frame, the true "
-        "cells 15 minutes later in white, DETR's cells of score >= 0.5 and persistence's): "
+        "cells 15 minutes later black and dashed, DETR's cells of score >= 0.5 and persistence's): "
         "benchmarks/results/figures/radar_cells_detr_N_detections*.png, N the row."
     )
     return table(header, rows) + "\n\n" + figures

@@ -398,6 +398,42 @@ def detection_with_a_model_that_is_not_a_detector(p):
     return ["train", detection_recipe(p, model="resnet18")], "does not detect objects"
 
 
+def search_of(p, space: dict | None = None, *options: str) -> list:
+    space = {"trainer.lr": {"low": 1e-3, "high": 1e-2}} if space is None else space
+    return ["search", p.recipe(**{"search.space": space}), *options]
+
+
+@case
+def search_by_an_unknown_method(p):
+    return search_of(p, None, "--method", "darts"), "unknown search method 'darts'"
+
+
+@case
+def search_with_a_budget_of_zero(p):
+    return search_of(p, None, "--budget", "0"), "budget of 0 trials"
+
+
+@case
+def search_with_a_storage_that_cannot_be_opened(p):
+    url = "postgresql://nobody@127.0.0.1:1/nothing"
+    return search_of(p, None, "--storage", url), "cannot open the study's storage"
+
+
+@case
+def search_of_a_space_that_leaves_nothing_to_search(p):
+    return search_of(p, {"model.width": [8]}), "leaves nothing to search"
+
+
+@case
+def search_of_a_recipe_without_a_space(p):
+    return ["search", p.recipe()], "has no search space"
+
+
+@case
+def search_among_models_one_of_which_is_unknown(p):
+    return search_of(p, {"model.name": ["mlp", "mlpp"]}), "unknown model 'mlpp'"
+
+
 def forecast_recipe(p, window: str, task: str = "{name: forecasting}", select: str = "{}") -> Path:
     return p.text_recipe(
         f"name: f\nout_dir: {p.root / 'runs'}\nmodel: {{name: lstm, width: 4}}\n"

@@ -193,6 +193,33 @@ def train(
     train_recipe(recipe, overrides or [], resume=resume, overwrite=overwrite)
 
 
+@app.command(context_settings={"allow_extra_args": False})
+def search(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML with a search.space section")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value overrides, e.g. trainer.max_epochs=5")
+    ] = None,
+    method: Annotated[str, typer.Option(help="optuna (TPE) or random")] = "optuna",
+    budget: Annotated[int, typer.Option(help="trials of the whole study, all workers")] = 20,
+    timeout: Annotated[
+        float | None, typer.Option(help="seconds after which this worker starts no trial")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="database URL or journal file (default: the search's own journal)"),
+    ] = None,
+) -> None:
+    """Search the zoo for a recipe: models and settings, trial by trial (NAME-search/)."""
+    _quiet()
+    from esszoo.automl.search import search as run_search
+    from esszoo.run import print_table
+
+    rows = run_search(
+        recipe, overrides or [], method=method, budget=budget, timeout=timeout, storage=storage
+    )
+    print_table(rows, f"search of {recipe}: {len(rows)} trials, best first")
+
+
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory")],

@@ -173,3 +173,35 @@ class UncertaintyOptions(Options):
     )
     members: int = Field(default=5, ge=2, description="members of an ensemble, the run included")
     seed: int = Field(default=0, description="the seed of the draws")
+
+
+class SearchRange(Options):
+    """A range of numbers to search: integers where both ends are, else floats; ``log``
+    draws uniformly in the logarithm (learning rates); ``step`` spaces the values."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+
+    @field_validator("high")
+    @classmethod
+    def _ordered(cls, value: float, info: Any) -> float:
+        low = info.data.get("low")
+        if low is not None and value < low:
+            raise ValueError(f"high ({value}) is below low ({low})")
+        return value
+
+    def integers(self) -> bool:
+        return float(self.low).is_integer() and float(self.high).is_integer() and not self.log
+
+
+class SearchOptions(Options):
+    """What `esszoo search` varies: dotted recipe keys, each a list of choices or a range.
+    ``model.name`` chooses among zoo models; a ``model.*`` argument is searched for the
+    models that take it."""
+
+    space: dict[str, list[Any] | SearchRange] = Field(
+        description="e.g. {model.name: [unet, deeplabv3plus], model.width: [8, 16], "
+        "trainer.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}"
+    )

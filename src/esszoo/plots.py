@@ -505,7 +505,7 @@ def box_overlays(
     cases: int = 4,
 ) -> None:
     """One PNG per test case (those with the most objects): the last input frame, the true
-    objects (white) and each predictor's objects of score >= `min_score` (a colour each),
+    objects (black, dashed) and each predictor's objects of score >= `min_score` (a colour each),
     drawn in grid cells, a box across the side edge of a global grid drawn on both sides."""
     import numpy as np
     from matplotlib.patches import Rectangle
@@ -518,7 +518,8 @@ def box_overlays(
     times = data.test.coords.get(data.split.dim)
     height, width = data.test.x.shape[-2:]
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-    colours = ["#e41a1c", "#00bfff", "#ffd700", "#ff7f00", "#4daf4a"]
+    colours = ["#e41a1c", "#00bfff", "#ff7f00", "#4daf4a", "#984ea3"]
+    variable = data.inputs[0]
 
     def draw(axis, boxes: torch.Tensor, colour: str, style: str, label: str) -> None:
         axis.plot([], [], color=colour, linestyle=style, label=label)  # the legend's entry
@@ -545,9 +546,11 @@ def box_overlays(
         figure, axis = plt.subplots(figsize=_panel_size((height, width)), constrained_layout=True)
         origin = _placement(data.grid, (height, width))["origin"]  # north up where known
         image = axis.imshow(np.ma.masked_invalid(field), origin=origin, cmap="Blues", aspect="auto")
-        figure.colorbar(image, ax=axis, fraction=0.03, pad=0.01).ax.tick_params(labelsize=6)
+        bar = figure.colorbar(image, ax=axis, fraction=0.03, pad=0.01)
+        bar.ax.tick_params(labelsize=6)
+        bar.set_label(f"{variable.name} ({variable.units})", fontsize=6)
         objects = truth[k][truth[k, :, 0] >= 0]
-        draw(axis, objects[:, 1:], "white", "--", f"truth ({len(objects)})")
+        draw(axis, objects[:, 1:], "black", "--", f"truth ({len(objects)})")
         for colour, (name, (scores, _, boxes)) in zip(colours, detections.items(), strict=False):
             kept = boxes[k][scores[k] >= min_score]
             draw(axis, kept, colour, "-", f"{name} ({len(kept)})")

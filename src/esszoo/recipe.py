@@ -28,6 +28,7 @@ from esszoo.errors import RecipeError, did_you_mean
 from esszoo.options import (
     DataOptions,
     Options,
+    SearchOptions,
     TaskOptions,
     TrainerOptions,
     UncertaintyOptions,
@@ -65,6 +66,11 @@ class Recipe(Options):
         default=None,
         description="draws of every prediction and their scores (esszoo.uncertainty): "
         "{method: bayes or mc_dropout, samples: 30}",
+    )
+    search: SearchOptions | None = Field(
+        default=None,
+        description="what `esszoo search` varies (esszoo.automl): {space: {trainer.lr: "
+        "{low: 1.0e-4, high: 1.0e-2, log: true}, model.name: [unet, deeplabv3plus]}}",
     )
     out_dir: str = "runs"
 

@@ -303,15 +303,23 @@ def train(
     return train_recipe(load_recipe(recipe_path, overrides), resume=resume, overwrite=overwrite)
 
 
-def train_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Train a validated recipe; return its run directory."""
+def train_recipe(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> Path:
+    """Train a validated recipe; return its run directory. `callbacks`: Lightning callbacks
+    added to the run's own (a search's pruning, say)."""
     run_dir = recipe.run_dir()
+    extra = list(callbacks or [])
     with CoreShare(recipe.trainer.threads) as cores:
         if launch_rank() > 0:  # one of several processes (torchrun, SLURM): rank 0 owns the run
-            return _train(recipe, run_dir, resume, cores)
+            return _train(recipe, run_dir, resume, cores, extra)
         with RunLock(run_dir):
             _prepare_run_dir(run_dir, resume, overwrite)
-            return _train(recipe, run_dir, resume, cores)
+            return _train(recipe, run_dir, resume, cores, extra)
 
 
 def launch_rank() -> int:
@@ -380,7 +388,9 @@ def make_trainer(
     return L.Trainer(**(settings | options))
 
 
-def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Path:
+def _train(
+    recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare, extra: list[Callback]
+) -> Path:
     spec = recipe.trainer
     if cores.threads < (os.cpu_count() or 1):
         print(f"note: {cores.describe()}")
@@ -425,7 +435,7 @@ def _train(recipe: Recipe, run_dir: Path, resume: bool, cores: CoreShare) -> Pat
         _read_history(run_dir / "metrics.csv", start_epoch),
         echo=not show_progress_bar(spec),
     )
-    callbacks: list[Callback] = [StopOnNonFinite(run_dir), history, ShareCores(cores)]
+    callbacks: list[Callback] = [StopOnNonFinite(run_dir), history, ShareCores(cores), *extra]
     if resolve_memory_format(spec.memory_format, fields) == "channels_last":
         callbacks.append(ChannelsLast(volumes=volumes))
     trainer = make_trainer(recipe, run_dir, callbacks, volumes=volumes)
@@ -536,11 +546,11 @@ def train_members(recipe: Recipe, run_dir: Path, cores: CoreShare) -> list[Path]
             }
         )
         if launch_rank() > 0:
-            runs.append(_train(member, member_dir, False, cores))
+            runs.append(_train(member, member_dir, False, cores, []))
             continue
         with RunLock(member_dir):
             _prepare_run_dir(member_dir, resume=False, overwrite=True)
-            runs.append(_train(member, member_dir, False, cores))
+            runs.append(_train(member, member_dir, False, cores, []))
     return runs
 
 
