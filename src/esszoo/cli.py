@@ -221,6 +221,34 @@ def search(
 
 
 @app.command()
+def suggest(
+    data: Annotated[str, typer.Argument(help="a NetCDF/Zarr file or a built-in data set name")],
+    task: Annotated[str, typer.Option(help="the task, e.g. inpainting (esszoo tasks)")],
+    inputs: Annotated[
+        str | None, typer.Option(help="variables, comma-separated (default: the gridded ones)")
+    ] = None,
+) -> None:
+    """Which zoo models fit these data for this task, ranked with reasons, and the search
+    that would confirm them."""
+    _quiet()
+    import yaml
+
+    from esszoo.automl.suggest import search_space
+    from esszoo.automl.suggest import suggest as rank
+
+    variables = [v.strip() for v in inputs.split(",")] if inputs else None
+    found, ranked = rank(data, task, variables)
+    print(f"{data}: {found.describe()}")
+    for place, row in enumerate(ranked, start=1):
+        print(f"{place}. {row.model}: {'; '.join(row.reasons)}")
+    section = yaml.safe_dump(
+        {"search": search_space(ranked)}, sort_keys=False, default_flow_style=None
+    )
+    print("\nto confirm, put this section in a recipe for these data and run")
+    print("  esszoo search RECIPE --budget 20\n" + section.rstrip())
+
+
+@app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory")],
     split: Annotated[str, typer.Option(help="train, val or test")] = "test",
