@@ -54,6 +54,10 @@ Departures, and why:
   The parameters are the same in number and role.
 - No padding mask: the official code pads images of a batch to the largest and masks the
   padding; Earth grids of a data set share one shape, so nothing is padded.
+- One learning rate: the official code trains the backbone at a tenth of the Transformer's
+  (1e-5 against 1e-4); esszoo's optimizer takes one rate for the network (the recipe's
+  ``trainer.lr``), and a backbone taken from a trained run may be frozen instead
+  (``frozen_stages``).
 - No pretrained weights: the paper starts the backbone from ImageNet and trains for 500
   epochs on COCO; esszoo ships no weights from elsewhere, so the backbone starts from the
   zoo's initialization or from a zoo run (``init_from``).

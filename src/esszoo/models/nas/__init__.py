@@ -1,0 +1,3 @@
+"""Networks found by architecture search, retrained: the cells of DARTS."""
+
+from esszoo.models.nas import darts  # noqa: F401
