@@ -103,8 +103,50 @@ class BoxHead(nn.Module):
         return x.sigmoid()  # (batch, N, 4): normalized (cx, cy, w, h)
 
 
+@register_model(
+    name="detr",
+    family="detection",
+    tasks=("detection",),
+    paper=Paper(
+        authors="Carion, Massa, Synnaeve, Usunier, Kirillov & Zagoruyko",
+        year=2020,
+        title="End-to-End Object Detection with Transformers",
+        venue="ECCV",
+        arxiv="2005.12872",
+    ),
+    reference=dict(in_channels=3, num_classes=91),
+    reference_params=41_302_368,
+    reference_note="DETR-R50 of the official code (facebookresearch/detr): ResNet-50 with "
+    "frozen batch norm, its stem and layer1 frozen, 91 COCO class ids plus no-object, 100 "
+    "queries, 6 + 6 layers, d 256, 8 heads, feed-forward 2,048. Counts the parameters that "
+    "train, as the official main.py prints (the paper: 41M): 23,232,512 in layer2-4, "
+    "17,363,456 in the Transformer, 706,400 in the projection, queries and heads; the frozen "
+    "stem and layer1 (222,400) and the frozen batch-norm values are not counted",
+    small=dict(
+        in_channels=3,
+        num_classes=3,
+        backbone="resnet18",
+        width=8,
+        queries=6,
+        hidden=16,
+        heads=2,
+        encoder_layers=2,
+        decoder_layers=2,
+        feedforward=32,
+    ),
+    example_input=(2, 3, 40, 56),
+    min_size=resnet.MIN_SIZE,
+)
 class DETR(nn.Module):
-    """Figure 2: backbone, Transformer encoder-decoder over object queries, class and box heads."""
+    """DETR (Carion et al. 2020): a set of boxes from a ResNet and a Transformer.
+
+    Figure 2: the backbone, a Transformer encoder-decoder over learned object queries, and
+    class and box heads; a set of `queries` boxes per image, matched one to one in training.
+
+    ``num_classes`` counts the object classes; the class head adds "no object". Trained from
+    scratch, give ``frozen_batch_norm=False, frozen_stages=0``; the defaults are the paper's,
+    for a backbone taken from a trained run (``init_from``).
+    """
 
     def __init__(
         self,
@@ -194,81 +236,3 @@ def split_predictions(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     """DETR's packed output (..., N, K + 1 + 4) as class logits (..., N, K + 1) and boxes
     (..., N, 4) in normalized (cx, cy, w, h)."""
     return packed[..., :-BOX], packed[..., -BOX:]
-
-
-@register_model(
-    family="detection",
-    tasks=("detection",),
-    paper=Paper(
-        authors="Carion, Massa, Synnaeve, Usunier, Kirillov & Zagoruyko",
-        year=2020,
-        title="End-to-End Object Detection with Transformers",
-        venue="ECCV",
-        arxiv="2005.12872",
-    ),
-    reference=dict(in_channels=3, num_classes=91),
-    reference_params=41_302_368,
-    reference_note="DETR-R50 of the official code (facebookresearch/detr): ResNet-50 with "
-    "frozen batch norm, its stem and layer1 frozen, 91 COCO class ids plus no-object, 100 "
-    "queries, 6 + 6 layers, d 256, 8 heads, feed-forward 2,048. Counts the parameters that "
-    "train, as the official main.py prints (the paper: 41M): 23,232,512 in layer2-4, "
-    "17,363,456 in the Transformer, 706,400 in the projection, queries and heads; the frozen "
-    "stem and layer1 (222,400) and the frozen batch-norm values are not counted",
-    small=dict(
-        in_channels=3,
-        num_classes=3,
-        backbone="resnet18",
-        width=8,
-        queries=6,
-        hidden=16,
-        heads=2,
-        encoder_layers=2,
-        decoder_layers=2,
-        feedforward=32,
-    ),
-    example_input=(2, 3, 40, 56),
-    min_size=resnet.MIN_SIZE,
-)
-def detr(
-    *,
-    in_channels: int,
-    num_classes: int,
-    backbone: str = "resnet50",
-    width: int = 64,
-    dilation: bool = False,
-    frozen_batch_norm: bool = True,
-    frozen_stages: int = 1,
-    queries: int = 100,
-    hidden: int = 256,
-    heads: int = 8,
-    encoder_layers: int = 6,
-    decoder_layers: int = 6,
-    feedforward: int = 2048,
-    dropout: float = 0.1,
-    aux_loss: bool = True,
-    padding: str = "zeros",
-) -> DETR:
-    """DETR (Carion et al. 2020): a ResNet, a Transformer over learned object queries, and
-    class and box heads; a set of `queries` boxes per image, matched one to one in training.
-
-    ``num_classes`` counts the object classes; the class head adds "no object". Trained from
-    scratch, give ``frozen_batch_norm=False, frozen_stages=0``; the defaults are the paper's,
-    for a backbone taken from a trained run (``init_from``)."""
-    return DETR(
-        in_channels=in_channels,
-        num_classes=num_classes,
-        backbone=backbone,
-        width=width,
-        dilation=dilation,
-        frozen_batch_norm=frozen_batch_norm,
-        frozen_stages=frozen_stages,
-        queries=queries,
-        hidden=hidden,
-        heads=heads,
-        encoder_layers=encoder_layers,
-        decoder_layers=decoder_layers,
-        feedforward=feedforward,
-        dropout=dropout,
-        aux_loss=aux_loss,
-        padding=padding,
-    )
