@@ -73,6 +73,9 @@ def table(header: list[str], rows: list[list[object]]) -> str:
             return f"{value:.3g}"
         return str(value)
 
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"a row of {len(row)} cells under {len(header)} headings: {row}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -85,6 +85,7 @@ def run() -> str:
         "mAP@0.75",
         "recall@100",
         "count MAE",
+        "mAP on training days",
         "epochs",
         "training s",
     ]

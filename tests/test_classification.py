@@ -172,7 +172,7 @@ def test_lenet5_learns_digits_end_to_end_and_predicts_classes(tmp_path):
 
     digits = open_source("mnist5k").isel(sample=slice(0, 40))
     digits.to_netcdf(tmp_path / "digits.nc")
-    predicted = xr.open_dataset(predict_file(run_dir, tmp_path / "digits.nc", tmp_path / "p.nc"))
+    predicted = xr.load_dataset(predict_file(run_dir, tmp_path / "digits.nc", tmp_path / "p.nc"))
     assert predicted["class_probability"].shape == (40, 10)
     assert predicted["predicted_class"].attrs["flag_meanings"].startswith("zero one")
     assert (predicted["predicted_class"].values == digits["label"].values).mean() > 0.7

@@ -116,7 +116,7 @@ def test_checkpoint_of_another_model(trained_run, tmp_path, capsys):
 
 def test_predicting_on_data_with_other_variables(trained_run, station_file, tmp_path, capsys):
     renamed = tmp_path / "renamed.nc"
-    xr.open_dataset(station_file).rename({"tas": "t2m"}).to_netcdf(renamed)
+    xr.load_dataset(station_file).rename({"tas": "t2m"}).to_netcdf(renamed)
     out = tmp_path / "out.nc"
     status, _, err = run_cli(["predict", trained_run, "--data", renamed, "--out", out], capsys)
     assert_user_error(status, err, "['tas']", "t2m")

@@ -257,7 +257,7 @@ def test_fill_values_become_masked_rows(tmp_path, tmy3):
     subset["tas"][3, 0] = np.nan
     path = tmp_path / "filled.nc"
     subset.to_netcdf(path, encoding={"tas": {"_FillValue": -999.0, "dtype": "float32"}})
-    raw = xr.open_dataset(path, mask_and_scale=False)
+    raw = xr.load_dataset(path, mask_and_scale=False)
     assert float(raw["tas"][3, 0]) == -999.0  # on disk: the fill value
     data = tabular_data(
         open_source(path), inputs=["tas", "ps"], targets=["huss"], train=0.5, val=0.25, test=0.25
@@ -268,7 +268,7 @@ def test_fill_values_become_masked_rows(tmp_path, tmy3):
 def test_many_netcdf_files_by_pattern_read_as_one(tmp_path, station_file):
     from esszoo.data.source import open_source
 
-    whole = xr.open_dataset(station_file).load()
+    whole = xr.load_dataset(station_file)
     (tmp_path / "parts").mkdir()
     for k, part in enumerate([slice(0, 100), slice(100, 250), slice(250, None)]):
         whole.isel(time=part).to_netcdf(tmp_path / "parts" / f"stations_{k}.nc")

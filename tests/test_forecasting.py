@@ -278,7 +278,7 @@ def test_predict_writes_forecasts_along_lead_time_that_are_the_models(runs, dist
         ["predict", found[distribution].path, "--data", folder / "nino.nc", "--out", out], capsys
     )
     assert status == 0, err
-    predicted = xr.open_dataset(out)
+    predicted = xr.load_dataset(out)
     assert predicted["sst"].dims == ("time", "lead_time") and predicted.sizes["lead_time"] == 3
     extra = {"gaussian": "sst_std", "quantiles": "sst_quantiles"}.get(distribution)
     assert extra is None or extra in predicted

@@ -254,7 +254,7 @@ def test_a_bayesian_pconv_unet_fills_ostia_end_to_end_with_draws_and_a_flag(tmp_
     for t in range(3):
         values[t, 4:9, 60 + 40 * t : 120 + 40 * t] = np.nan
     fields.to_netcdf(tmp_path / "gappy.nc")
-    out = xr.open_dataset(predict_file(run_dir, tmp_path / "gappy.nc", tmp_path / "filled.nc"))
+    out = xr.load_dataset(predict_file(run_dir, tmp_path / "gappy.nc", tmp_path / "filled.nc"))
     filled = out["surface_temperature_filled"].values.astype(bool)
     assert filled.sum() > 0 and np.isfinite(out["surface_temperature"].values[filled]).all()
     land = np.isnan(values).all(axis=0)

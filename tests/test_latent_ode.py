@@ -171,7 +171,7 @@ def test_a_latent_ode_trains_on_a_thinned_real_series_with_its_kl(tmp_path, nino
             ["predict", run.path, "--data", tmp_path / source, "--out", out], capsys
         )
         assert status == 0, err
-        forecast = xr.open_dataset(out)["sst"]
+        forecast = xr.load_dataset(out)["sst"]
         assert forecast.dims == ("time", "lead_time") and bool(forecast[-10:].notnull().all())
 
 
@@ -196,7 +196,7 @@ def test_forecasts_of_an_irregular_past_carry_draws_with_uncertainty(tmp_path, n
         ["predict", run.path, "--data", tmp_path / "nino.nc", "--out", out], capsys
     )
     assert status == 0, err
-    predicted = xr.open_dataset(out)
+    predicted = xr.load_dataset(out)
     assert predicted["sst_draws"].dims == ("realization", "time", "lead_time")
     assert float(predicted["sst_spread"][-10:].min()) > 0
 

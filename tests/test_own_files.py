@@ -167,7 +167,7 @@ def test_another_grid_is_refused_in_one_line_or_regridded_when_asked(runs, ostia
     assert status == 2 and len(err.strip().splitlines()) == 1 and "--regrid" in err
     assert not (tmp_path / "a.nc").exists()
     status, _, err = run_cli([*args, "--out", tmp_path / "b.nc", "--regrid"], capsys)
-    assert status == 0 and xr.open_dataset(tmp_path / "b.nc").sizes["lon"] == 432, err
+    assert status == 0 and xr.load_dataset(tmp_path / "b.nc").sizes["lon"] == 432, err
 
 
 def test_a_year_zero_climatology_is_read_and_written_back_as_it_was(runs, ostia, tmp_path, capsys):
@@ -189,7 +189,7 @@ def test_a_year_zero_climatology_is_read_and_written_back_as_it_was(runs, ostia,
     run_dir = runs["inpainting"].path
     status, _, err = run_cli(["predict", run_dir, "--data", path, "--out", out], capsys)
     assert status == 0, err
-    filled = xr.open_dataset(out, decode_times=False)
+    filled = xr.load_dataset(out, decode_times=False)
     assert filled["time"].attrs["units"] == "days since 0000-01-01 00:00:00"
     np.testing.assert_allclose(filled["time"].values, days)
     assert "climatology_bounds" in filled.variables  # the bounds of the times written
@@ -302,7 +302,7 @@ def test_predictions_keep_the_files_attributes_and_time_bounds(runs, ostia, tmp_
         ["predict", runs["inpainting"].path, "--data", path, "--out", out], capsys
     )
     assert status == 0, err
-    written = xr.open_dataset(out)
+    written = xr.load_dataset(out)
     for key in ("title", "institution", "references", "license"):
         assert written.attrs[key] == given.attrs[key]
     history = written.attrs["history"].splitlines()

@@ -109,7 +109,7 @@ def test_a_blown_up_column_stops_the_model_before_rrtmg_sees_it():
 
 
 def test_the_simulated_data_are_cf_columns_of_independent_runs(simulated):
-    data = xr.open_dataset(simulated)
+    data = xr.load_dataset(simulated)
     assert dict(data.sizes) == {
         "run": 7,
         "time": 4,
@@ -166,7 +166,7 @@ def test_an_emulator_is_scored_by_variable_and_level_with_its_energy_check(
     assert len(by_level) == 1 + 30 * 2  # 30 levels, the model and its baseline
     assert (run / "errors_by_level.png").is_file()
     # predictions keep the columns' dimensions, profiles along their level
-    data = xr.open_dataset(simulated).isel(run=[0, 1])
+    data = xr.load_dataset(simulated).isel(run=[0, 1])
     predicted = esszoo.predict(run, data)
     assert predicted["tntrl"].dims == ("run", "time", "perturbation", "level")
     assert predicted["rlut"].dims == ("run", "time", "perturbation")
@@ -184,7 +184,7 @@ def test_the_recurrent_emulator_gets_the_columns_layout(simulated, tmp_path, cap
 def test_profiles_on_other_levels_get_one_line(simulated, tmp_path, capsys):
     status, _, err = run_cli(["train", emulator_recipe(tmp_path, simulated)], capsys)
     assert status == 0, err
-    data = xr.open_dataset(simulated).isel(run=[0], level=slice(0, 20))
+    data = xr.load_dataset(simulated).isel(run=[0], level=slice(0, 20))
     data.to_netcdf(tmp_path / "coarse.nc")
     status, _, err = run_cli(
         [
@@ -210,7 +210,7 @@ def test_an_exported_emulator_runs_in_rrtmgs_place_inside_climt(simulated, tmp_p
     )
     assert status == 0, err
     assert (run / "model.pt").is_file()  # coupled through its TorchScript export
-    online = xr.open_dataset(tmp_path / "online" / "online.nc")
+    online = xr.load_dataset(tmp_path / "online" / "online.nc")
     assert online["ta"].dims == ("model", "day", "column", "level")
     assert list(online["model"].values) == ["RRTMG", "emulator"]
     assert np.isfinite(online["ta"]).all()
@@ -286,7 +286,7 @@ def test_the_hybrid_learns_rrtmg_minus_grey_radiation_inside_its_export(
     scores = (run / "scores.csv").read_text()
     assert "hybrid: mlp + grey_longwave" in scores and "physics alone: grey longwave" in scores
     predictor = esszoo.load(run)
-    data = xr.open_dataset(simulated).isel(run=[0], time=0, perturbation=0)
+    data = xr.load_dataset(simulated).isel(run=[0], time=0, perturbation=0)
     x = torch.cat(
         [torch.from_numpy(data[v].values).float() for v in ("ta", "hus", "o3", "pfull", "phalf")]
         + [torch.from_numpy(data[v].values).float()[:, None] for v in ("ts", "co2")],
@@ -307,7 +307,7 @@ def test_the_hybrid_learns_rrtmg_minus_grey_radiation_inside_its_export(
         ["couple", run, "--days", "1", "--columns", "2", "--out", tmp_path / "online"], capsys
     )
     assert status == 0, err
-    assert np.isfinite(xr.open_dataset(tmp_path / "online" / "online.nc")["ta"]).all()
+    assert np.isfinite(xr.load_dataset(tmp_path / "online" / "online.nc")["ta"]).all()
 
 
 @pytest.mark.parametrize(
@@ -328,7 +328,7 @@ def test_a_hybrid_whose_physics_does_not_fit_gets_one_line(
 def test_profiles_given_upside_down_to_an_emulator_get_one_line(simulated, tmp_path, capsys):
     status, _, err = run_cli(["train", emulator_recipe(tmp_path, simulated)], capsys)
     assert status == 0, err
-    data = xr.open_dataset(simulated).isel(run=[0])
+    data = xr.load_dataset(simulated).isel(run=[0])
     data.isel(level=slice(None, None, -1), interface=slice(None, None, -1)).to_netcdf(
         tmp_path / "flipped.nc"
     )
@@ -363,7 +363,7 @@ def test_an_emulators_own_online_states_join_its_training_split_only(simulated, 
         spin_up=timedelta(hours=3),
         log=None,
     )
-    visited = xr.open_dataset(states)
+    visited = xr.load_dataset(states)
     assert visited["tntrl"].dims == ("run", "time", "perturbation", "level")
     assert "emulated_longwave" in visited.attrs["history"]
     # labelled by RRTMG: the scheme's answer for exactly the visited state

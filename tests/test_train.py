@@ -104,8 +104,8 @@ def test_compare_times_the_model_and_the_physics(trained_run, tmp_path):
 
 def test_predict_writes_netcdf_with_coordinates_intact(trained_run, station_file, tmp_path):
     out = predict_file(trained_run, station_file, tmp_path / "pred.nc")
-    predicted = xr.open_dataset(out)
-    source = xr.open_dataset(station_file)
+    predicted = xr.load_dataset(out)
+    source = xr.load_dataset(station_file)
     assert predicted["pr"].dims == source["tas"].dims
     assert (predicted["time"].values == source["time"].values).all()
     assert list(predicted["station"].values) == list(source["station"].values)
@@ -115,17 +115,17 @@ def test_predict_writes_netcdf_with_coordinates_intact(trained_run, station_file
 
 
 def test_predict_keeps_missing_inputs_missing(trained_run, station_file, tmp_path):
-    dataset = xr.open_dataset(station_file).load()
+    dataset = xr.load_dataset(station_file)
     dataset["tas"][5, 1] = np.nan
     path = tmp_path / "gappy.nc"
     dataset.to_netcdf(path)
-    predicted = xr.open_dataset(predict_file(trained_run, path, tmp_path / "p.nc"))
+    predicted = xr.load_dataset(predict_file(trained_run, path, tmp_path / "p.nc"))
     assert np.isnan(predicted["pr"].values[5, 1])
     assert np.isfinite(predicted["pr"].values).sum() == predicted["pr"].size - 1
 
 
 def test_predict_refuses_data_with_other_variables(trained_run, station_file, tmp_path):
-    renamed = xr.open_dataset(station_file).rename({"huss": "q"})
+    renamed = xr.load_dataset(station_file).rename({"huss": "q"})
     path = tmp_path / "renamed.nc"
     renamed.to_netcdf(path)
     with pytest.raises(DataError, match=r"lack the model's input variable\(s\) \['huss'\]"):
@@ -136,13 +136,13 @@ def test_predict_refuses_data_with_other_variables(trained_run, station_file, tm
 def test_predict_converts_units_that_convert_and_refuses_others(
     trained_run, station_file, tmp_path, capsys
 ):
-    dataset = xr.open_dataset(station_file).load()
-    expected = xr.open_dataset(predict_file(trained_run, station_file, tmp_path / "p.nc"))
+    dataset = xr.load_dataset(station_file)
+    expected = xr.load_dataset(predict_file(trained_run, station_file, tmp_path / "p.nc"))
     dataset["ps"] = (dataset["ps"] / 100).assign_attrs(units="hPa")
     dataset["tas"] = (dataset["tas"] - 273.15).assign_attrs(units="Deg C")
     path = tmp_path / "hpa.nc"
     dataset.to_netcdf(path)
-    converted = xr.open_dataset(predict_file(trained_run, path, tmp_path / "c.nc"))
+    converted = xr.load_dataset(predict_file(trained_run, path, tmp_path / "c.nc"))
     np.testing.assert_allclose(converted["pr"].values, expected["pr"].values, atol=1e-5)
     assert "converted from hPa to Pa" in capsys.readouterr().out
     assert "'tas' converted from Deg C to K" in converted.attrs["history"]
@@ -347,7 +347,7 @@ def test_bounds_clip_the_outputs_and_predict_counts_what_they_clipped(
     rows = {row["predictor"]: row for row in read_csv(run_dir / "scores.csv")}
     assert float(rows["mlp"]["neg_frac"]) == 0.0  # the linear baseline has no such bound
     assert json.loads((run_dir / "model.json").read_text())["outputs"][0]["valid_min"] == 0.0
-    predicted = xr.open_dataset(predict_file(run_dir, station_file, tmp_path / "p.nc"))
+    predicted = xr.load_dataset(predict_file(run_dir, station_file, tmp_path / "p.nc"))
     assert float(predicted["pr"].min()) >= 0.0 and predicted["pr"].attrs["valid_min"] == 0.0
     clipped = predicted["pr"].attrs["esszoo_below_bounds"]
     assert clipped > 0 and f"{clipped} below bounds" in capsys.readouterr().out
@@ -355,12 +355,12 @@ def test_bounds_clip_the_outputs_and_predict_counts_what_they_clipped(
 
 
 def test_values_outside_a_cf_valid_range_are_missing(trained_run, station_file, tmp_path):
-    dataset = xr.open_dataset(station_file).load()
+    dataset = xr.load_dataset(station_file)
     threshold = float(dataset["tas"].median())
     dataset["tas"].attrs["valid_max"] = threshold  # say that warmer hours are not valid
     path = tmp_path / "valid.nc"
     dataset.to_netcdf(path)
-    predicted = xr.open_dataset(predict_file(trained_run, path, tmp_path / "p.nc"))
+    predicted = xr.load_dataset(predict_file(trained_run, path, tmp_path / "p.nc"))
     warm = dataset["tas"].values > threshold
     assert warm.any() and np.isnan(predicted["pr"].values[warm]).all()
     assert np.isfinite(predicted["pr"].values[~warm]).all()

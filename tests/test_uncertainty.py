@@ -93,7 +93,7 @@ def test_mc_dropout_on_an_emulator_scores_draws_and_predicts_them(tmp_path, stat
     out = tmp_path / "predicted.nc"
     status, _, err = run_cli(["predict", run_dir, "--data", station_file, "--out", out], capsys)
     assert status == 0, err
-    predicted = xr.open_dataset(out)
+    predicted = xr.load_dataset(out)
     assert predicted["pr_draws"].dims[0] == "realization" and predicted.sizes["realization"] == 8
     assert np.allclose(predicted["pr_draws"].mean("realization"), predicted["pr"])
     assert np.allclose(predicted["pr_draws"].std("realization", ddof=1), predicted["pr_spread"])
@@ -136,7 +136,7 @@ def test_an_ensemble_trains_seeded_members_and_predicts_a_draw_per_member(
     out = tmp_path / "predicted.nc"
     status, _, err = run_cli(["predict", run_dir, "--data", station_file, "--out", out], capsys)
     assert status == 0, err
-    drawn = xr.open_dataset(out)["pr_draws"]
+    drawn = xr.load_dataset(out)["pr_draws"]
     assert drawn.sizes["realization"] == 2
     assert not np.allclose(drawn.isel(realization=0), drawn.isel(realization=1))
     # a member missing: one clear line, not a silent ensemble of fewer
@@ -169,7 +169,7 @@ def test_a_field_task_draws_maps_on_its_grid(tmp_path):
     with open(run.path / "uncertainty.csv") as handle:
         model, _ = csv.DictReader(handle)
     assert float(model["spread"]) > 0 and 0 <= float(model["coverage_90"]) <= 1
-    predicted = xr.open_dataset(predict_file(run.path, tmp_path / "ostia.nc", tmp_path / "p.nc"))
+    predicted = xr.load_dataset(predict_file(run.path, tmp_path / "ostia.nc", tmp_path / "p.nc"))
     name = next(n for n in predicted.data_vars if n.endswith("_draws"))
     drawn, mean = predicted[name], predicted[name.removesuffix("_draws")]
     assert drawn.dims[0] == "realization" and drawn.shape[1:] == mean.shape

@@ -167,9 +167,9 @@ def test_every_verb_works_for_every_task(task, files, capsys):
         ["predict", run_dir, "--data", data, "--out", files / "p.nc"], capsys
     )
     assert status == 0, err
-    predicted = xr.open_dataset(files / "p.nc")
+    predicted = xr.load_dataset(files / "p.nc")
     assert OUTPUTS[task] <= set(predicted.data_vars), set(predicted.data_vars)
-    source = xr.open_dataset(data)
+    source = xr.load_dataset(data)
     for name in set(source.coords) & set(predicted.coords) & set(source.dims):
         if name not in ("time",):  # windows start at their last input frame
             assert np.array_equal(predicted[name].values, source[name].values), name
@@ -187,11 +187,11 @@ def test_predictions_of_windows_run_along_a_lead_time(files, capsys):
         assert run_cli(["train", path, "--overwrite"], capsys)[0] == 0
     out = files / "lead.nc"
     assert run_cli(["predict", run_dir, "--data", files / "radar.nc", "--out", out], capsys)[0] == 0
-    predicted = xr.open_dataset(out)
+    predicted = xr.load_dataset(out)
     rain = predicted["rainfall_amount"]
     assert rain.dims == ("time", "lead_time", "y", "x")
     assert predicted["lead_time"].values.tolist() == [300_000_000_000, 600_000_000_000]  # 5, 10 min
-    source = xr.open_dataset(files / "radar.nc")
+    source = xr.load_dataset(files / "radar.nc")
     assert predicted["time"].values[0] == source["time"].values[1]  # after two input frames
     assert rain.attrs["units"] == source["rainfall_amount"].attrs["units"]
 
@@ -203,7 +203,7 @@ def test_an_exported_inpainting_model_fills_a_field_given_with_its_gaps(files, c
         assert run_cli(["train", path, "--overwrite"], capsys)[0] == 0
     assert run_cli(["export", run_dir, "--format", "torchscript"], capsys)[0] == 0
     module = torch.jit.load(str(run_dir / "model.pt"))  # no esszoo needed to run it
-    field = torch.from_numpy(xr.open_dataset(files / "ostia.nc")["surface_temperature"].values[-2:])
+    field = torch.from_numpy(xr.load_dataset(files / "ostia.nc")["surface_temperature"].values[-2:])
     field = field[:, None].float()  # (2, 1, 18, 144), land missing
     gappy = field.clone()
     gappy[:, :, 5:12, 40:100] = float("nan")
@@ -235,11 +235,11 @@ def test_detections_are_boxes_in_grid_cells_and_degrees_in_netcdf_and_csv(files,
     for out in (netcdf, table):
         command = ["predict", run_dir, "--data", files / "radar.nc", "--out", out]
         assert run_cli(command, capsys)[0] == 0
-    boxes = xr.open_dataset(netcdf)
+    boxes = xr.load_dataset(netcdf)
     assert boxes["score"].dims == ("time", "object")
     assert (boxes["score"].diff("object") <= 0).all()  # most likely first
     assert (boxes["column_end"] > boxes["column_start"]).all()
-    radar = xr.open_dataset(files / "radar.nc")  # RADOLAN's curvilinear latitudes
+    radar = xr.load_dataset(files / "radar.nc")  # RADOLAN's curvilinear latitudes
     assert float(radar["latitudes"].min()) <= float(boxes["south"].min())
     assert float(boxes["north"].max()) <= float(radar["latitudes"].max())
     with open(table) as handle:

@@ -253,11 +253,12 @@ def predict_file(
             f"--out '{out}' would overwrite the input data or a file of the run",
             "write the predictions to a new file",
         )
-    predicted = predict_dataset(load(run), open_source(data), regrid=regrid)
     out = Path(out)
-    with atomic_path(out) as temporary:
-        if out.suffix.lower() == ".csv":
-            predicted.to_dataframe().to_csv(temporary)
-        else:
-            for_writing(predicted).to_netcdf(temporary)
+    with open_source(data) as source:  # closed here, not whenever the collector gets to it
+        predicted = predict_dataset(load(run), source, regrid=regrid)
+        with atomic_path(out) as temporary:
+            if out.suffix.lower() == ".csv":
+                predicted.to_dataframe().to_csv(temporary)
+            else:
+                for_writing(predicted).to_netcdf(temporary)
     return out

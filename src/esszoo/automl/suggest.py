@@ -329,7 +329,8 @@ def suggest(
 
     if task not in RULES:
         raise RecipeError(f"esszoo suggest knows no task '{task}'", choices_hint(task, RULES))
-    found = profile(open_source(source), variables)
+    with open_source(source) as dataset:
+        found = profile(dataset, variables)
     ranked = sorted(RULES[task](found), key=lambda s: -s.score)
     registered = set(list_models())
     for row in ranked:
