@@ -50,7 +50,7 @@ class Place:
         return path
 
     def stations_with(self, change: Callable[[xr.Dataset], xr.Dataset]) -> Path:
-        return self.data(change(xr.open_dataset(self.stations).load()))
+        return self.data(change(xr.load_dataset(self.stations)))
 
     def train_on(self, path: Path) -> list:
         return ["train", self.recipe(**{"data.source": str(path)})]
@@ -142,7 +142,7 @@ def unknown_variable(p):
 
 @case
 def csv_with_words(p):
-    frame = xr.open_dataset(p.stations).to_dataframe().reset_index()
+    frame = xr.load_dataset(p.stations).to_dataframe().reset_index()
     frame["tas"] = "warm"
     frame.to_csv(p.root / "words.csv", index=False)
     return p.train_on(p.root / "words.csv"), "tas"
@@ -212,7 +212,7 @@ def time_axis_that_cannot_be_decoded(p):
         return ds
 
     path = p.root / "undecodable.nc"
-    change(xr.open_dataset(p.stations).load()).to_netcdf(path)
+    change(xr.load_dataset(p.stations)).to_netcdf(path)
     return p.train_on(path), "cannot be decoded"
 
 
@@ -405,7 +405,17 @@ def search_of(p, space: dict | None = None, *options: str) -> list:
 
 @case
 def search_by_an_unknown_method(p):
-    return search_of(p, None, "--method", "darts"), "unknown search method 'darts'"
+    return search_of(p, None, "--method", "bayes"), "unknown search method 'bayes'"
+
+
+@case
+def cell_search_of_a_model_that_is_not_a_network_of_cells(p):
+    return search_of(p, None, "--method", "darts"), "set model.name to darts"
+
+
+@case
+def nas_rl_search_of_a_range_of_real_numbers(p):
+    return search_of(p, None, "--method", "nas-rl"), "give trainer.lr as a list"
 
 
 @case

@@ -199,8 +199,17 @@ def search(
     overrides: Annotated[
         list[str] | None, typer.Argument(help="key=value overrides, e.g. trainer.max_epochs=5")
     ] = None,
-    method: Annotated[str, typer.Option(help="optuna (TPE) or random")] = "optuna",
-    budget: Annotated[int, typer.Option(help="trials of the whole study, all workers")] = 20,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="optuna (TPE) or random over search.space; nas-rl (a controller over it); "
+            "darts or enas (a cell search, its cells retrained as the recipe's darts model)"
+        ),
+    ] = "optuna",
+    budget: Annotated[
+        int,
+        typer.Option(help="trials (children) of the whole study; darts, enas: supernet epochs"),
+    ] = 20,
     timeout: Annotated[
         float | None, typer.Option(help="seconds after which this worker starts no trial")
     ] = None,
@@ -217,7 +226,10 @@ def search(
     rows = run_search(
         recipe, overrides or [], method=method, budget=budget, timeout=timeout, storage=storage
     )
-    print_table(rows, f"search of {recipe}: {len(rows)} trials, best first")
+    if method in ("darts", "enas"):
+        print_table(rows, f"{method} search of {recipe}: epochs, then the retrained cells")
+    else:
+        print_table(rows, f"search of {recipe}: {len(rows)} trials, best first")
 
 
 @app.command()

@@ -196,12 +196,52 @@ class SearchRange(Options):
         return float(self.low).is_integer() and float(self.high).is_integer() and not self.log
 
 
+class CellSearchOptions(Options):
+    """The supernet of a cell search (``--method darts`` or ``enas``) and its optimizers;
+    the defaults are the papers' (DARTS section 3.1 and appendix A.1.1; ENAS section 3.2)."""
+
+    width: int = Field(default=16, ge=1, description="channels of the first cells")
+    cells: int = Field(default=8, ge=1, description="cells of the supernet")
+    order: Literal[1, 2] = Field(default=2, description="DARTS: first or second order")
+    remedy: Literal["none", "skip_cap", "auxiliary_skip"] = Field(
+        default="none",
+        description="against DARTS's collapse onto skips: P-DARTS's cap of 2 skips in the "
+        "normal cell, or DARTS-'s auxiliary skip",
+    )
+    lr: float | None = Field(
+        default=None, gt=0, description="the weights' SGD rate (default DARTS 0.025, ENAS 0.05)"
+    )
+    lr_min: float | None = Field(
+        default=None, ge=0, description="where its cosine ends (DARTS 0.001, ENAS 0.0005)"
+    )
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float | None = Field(default=None, ge=0, description="DARTS 3e-4, ENAS 1e-4")
+    arch_lr: float = Field(default=3e-4, gt=0, description="DARTS: alpha's Adam rate")
+    arch_weight_decay: float = Field(default=1e-3, ge=0, description="DARTS: alpha's decay")
+    controller_lr: float = Field(default=3.5e-3, gt=0, description="ENAS: controller's Adam")
+    entropy_weight: float = Field(default=1e-4, ge=0, description="ENAS: entropy bonus")
+    baseline_decay: float = Field(default=0.99, ge=0, lt=1, description="ENAS: moving average")
+    controller_steps: int = Field(
+        default=30, ge=1, description="ENAS: controller steps after each epoch of the weights"
+    )
+    aggregate: int = Field(
+        default=10, ge=1, description="ENAS: architectures sampled per controller step"
+    )
+    batch_size: int | None = Field(default=None, ge=1, description="default: trainer.batch_size")
+
+
 class SearchOptions(Options):
     """What `esszoo search` varies: dotted recipe keys, each a list of choices or a range.
     ``model.name`` chooses among zoo models; a ``model.*`` argument is searched for the
-    models that take it."""
+    models that take it. ``cells``: the supernet of a DARTS or ENAS search, whose found
+    cells are retrained as the recipe's model (``darts``)."""
 
     space: dict[str, list[Any] | SearchRange] = Field(
+        default_factory=dict,
         description="e.g. {model.name: [unet, deeplabv3plus], model.width: [8, 16], "
-        "trainer.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}"
+        "trainer.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}",
+    )
+    cells: CellSearchOptions = Field(default_factory=CellSearchOptions)
+    children_per_step: int = Field(
+        default=4, ge=1, description="NAS with RL: children trained per controller step (m)"
     )

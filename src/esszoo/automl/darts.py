@@ -109,6 +109,24 @@ class SearchCell(nn.Module):
             states.append(node)
         return torch.cat(states[-STEPS:], dim=1)  # (B, 4 * width, h, w)
 
+    def sampled(
+        self, s0: torch.Tensor, s1: torch.Tensor, pairs: tuple[tuple[str, int], ...]
+    ) -> torch.Tensor:
+        """One discrete cell of the shared weights (ENAS): each intermediate node the sum of
+        its two (operation, input node) pairs, each run by that edge's own operation."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for node in range(STEPS):
+            chosen = pairs[2 * node : 2 * node + 2]
+            states.append(
+                sum(
+                    self.edges[offset + source].ops[PRIMITIVES.index(op)](states[source])
+                    for op, source in chosen
+                )
+            )
+            offset += 2 + node
+        return torch.cat(states[-STEPS:], dim=1)
+
 
 class SearchNetwork(nn.Module):
     """The supernet: a stem, `cells` search cells (reductions at 1/3 and 2/3 unless
@@ -150,6 +168,7 @@ class SearchNetwork(nn.Module):
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(EDGES, len(PRIMITIVES)))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(EDGES, len(PRIMITIVES)))
         self.beta = 0.0  # DARTS-'s auxiliary skip weight, set by the search
+        self.genotype_in_use: Genotype | None = None  # ENAS: run these cells alone
 
     def alphas(self) -> list[nn.Parameter]:
         return [self.alpha_normal, self.alpha_reduce]
@@ -160,6 +179,11 @@ class SearchNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
+        if self.genotype_in_use is not None:  # ENAS: the sampled cells, nothing mixed
+            cells = self.genotype_in_use
+            for cell in self.cells:
+                s0, s1 = s1, cell.sampled(s0, s1, cells.reduce if cell.reduction else cells.normal)
+            return self.head(s1)
         normal = F.softmax(self.alpha_normal, dim=-1)
         reduce = F.softmax(self.alpha_reduce, dim=-1)
         for cell in self.cells:

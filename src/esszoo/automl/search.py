@@ -1,4 +1,6 @@
-"""Search the zoo for a recipe: which model and which settings, by Optuna or at random.
+"""Search the zoo for a recipe: which model and which settings, by Optuna or at random;
+NAS with reinforcement learning over the same space (`esszoo.automl.nas_rl`); or a cell,
+by DARTS or ENAS, retrained as the recipe's `darts` model (`esszoo.automl.cells`).
 
 The deck's last step automates the data scientist's choices. `esszoo search RECIPE` runs a
 study: each trial draws values of the recipe's ``search.space`` (dotted recipe keys, each a
@@ -39,11 +41,12 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback
 
 from esszoo.errors import RecipeError, RunError
-from esszoo.options import SearchRange
+from esszoo.options import SearchOptions, SearchRange
 from esszoo.recipe import Recipe, apply_overrides, read_yaml, validate
 from esszoo.registry import list_models, model_arguments
 
-METHODS = ("optuna", "random")
+METHODS = ("optuna", "random", "darts", "enas", "nas-rl")
+CELL_METHODS = ("darts", "enas")  # one supernet, its cells retrained (esszoo.automl.cells)
 TRIAL_DIR = "trial_{:04d}"
 HEARTBEAT_S, GRACE_S = 60, 180
 SKIPPED_KEYS = ("name", "out_dir", "search")  # a trial's own, never searched
@@ -242,7 +245,7 @@ def search(
     if method not in METHODS:
         raise RecipeError(
             f"unknown search method '{method}'",
-            f"choose {' or '.join(METHODS)} (DARTS, ENAS and NAS with RL are not in esszoo yet)",
+            f"choose one of {', '.join(METHODS)}",
         )
     if budget < 1:
         raise RecipeError(
@@ -254,8 +257,20 @@ def search(
         )
     raw = apply_overrides(read_yaml(recipe_path), list(overrides or []))
     recipe = validate(raw, where=str(recipe_path))
-    check_space(raw, recipe)
+    if recipe.search is None:
+        recipe = recipe.model_copy(update={"search": SearchOptions()})
     folder = search_dir(recipe)
+    if method in CELL_METHODS:  # --budget: epochs of the supernet
+        from esszoo.automl.cells import search_cells
+
+        return search_cells(recipe, raw, folder, method, budget)
+    check_space(raw, recipe)
+    if method == "nas-rl":
+        from esszoo.automl.nas_rl import search_nas_rl
+
+        rows = search_nas_rl(recipe, raw, folder, budget, timeout)
+        _write_rows(rows, folder / "search.csv")
+        return rows
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = (
         optuna.samplers.TPESampler(constant_liar=True)
