@@ -70,6 +70,24 @@ def test_a_cell_search_retrains_the_cells_it_found_as_a_darts_run(method, scenes
     assert rows[-1]["val_loss"] > 0
 
 
+def test_a_dense_search_finds_a_cell_for_a_field_to_field_task(scenes, tmp_path):
+    path = scene_recipe(tmp_path, scenes)
+    rows = search(
+        path,
+        [
+            "model.name=darts_dense",
+            "task.name=segmentation",
+            "data.label_rule=rain_intensity",
+            "data.window={past: 1, future: 1, stride: 2}",
+        ],
+        method="darts",
+        budget=1,
+    )
+    retrained = tmp_path / "runs" / "scenes-search" / "retrained"
+    assert rows[-1]["epoch"] == "retrained" and (retrained / "scores.csv").is_file()
+    assert load_recipe(retrained / "recipe.yaml").model.name == "darts_dense"
+
+
 def test_the_auxiliary_skip_and_the_second_order_step_run_in_a_search(scenes, tmp_path):
     rows = search(
         scene_recipe(tmp_path, scenes, order=2, remedy="auxiliary_skip"), method="darts", budget=1

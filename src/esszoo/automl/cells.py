@@ -6,9 +6,9 @@ training images: the supernet's weights learn on the first half, the architectur
 alpha, ENAS's controller) on the second. The recipe's validation split scores the
 supernet after each epoch, and its test split is left for the retrained run, so that the
 search never sees the data it is judged on. The task of the recipe gives the loss
-(`Task.batch_loss`), so a cell is searched for any task whose model the cells can be
-(classification by `darts`; the dense search space of `esszoo.automl.darts` for
-field-to-field tasks has no evaluation network in the zoo yet).
+(`Task.batch_loss`), so a cell is searched for any task whose model the cells can be:
+`darts` for classification, `darts_dense` (the dense search space of `esszoo.automl.darts`,
+every cell on the input's grid) for segmentation and translation.
 
 A search writes ``OUT_DIR/NAME-search/``: ``cells.csv`` (a row per epoch: losses, the
 cells, their share of skip connections, seconds), ``genotype.json`` (the cells found) and
@@ -18,6 +18,7 @@ the retrained run ``retrained/``; ``esszoo compare`` reads it as any run.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -36,7 +37,7 @@ DEFAULTS = {  # the papers' weight optimizers (DARTS section A.1.1; ENAS's micro
     "enas": {"lr": 0.05, "lr_min": 0.0005, "weight_decay": 1e-4},
 }
 GRADIENT_CLIP = 5.0  # both papers clip the weights' gradient norm at 5
-RETRAINED_MODELS = ("darts",)
+RETRAINED_MODELS = ("darts", "darts_dense")  # classification; field to field
 
 
 class Halves:
@@ -102,7 +103,7 @@ def supernet_task(recipe: Recipe) -> tuple[Any, Any, dict[str, dict[str, torch.T
         out_channels=outputs,
         width=cells.width,
         cells=cells.cells,
-        dense="num_classes" not in shape,  # field-to-field: every cell keeps the grid
+        dense=recipe.model.name == "darts_dense",  # field to field: every cell keeps the grid
     )
     task = build_task(recipe, net)
     return task, net, task.prepare(data)
@@ -194,6 +195,8 @@ def search_cells(
         if method == "enas":
             baseline = _train_controller(task, net, controller, reinforce, halves, cells)
             genotype = _best_sample(task, net, controller, halves)
+            if net.dense:  # no reduction cell: the genotype repeats the normal one there
+                genotype = dataclasses.replace(genotype, reduce=genotype.normal)
             net.genotype_in_use = genotype
         else:
             genotype, baseline = net.genotype(cells.remedy), None

@@ -171,7 +171,8 @@ class SearchNetwork(nn.Module):
         self.genotype_in_use: Genotype | None = None  # ENAS: run these cells alone
 
     def alphas(self) -> list[nn.Parameter]:
-        return [self.alpha_normal, self.alpha_reduce]
+        """The architecture's weights: a dense network has no reduction cell to search."""
+        return [self.alpha_normal] if self.dense else [self.alpha_normal, self.alpha_reduce]
 
     def weights(self) -> list[nn.Parameter]:
         """The network's weights w (everything but alpha)."""
@@ -194,10 +195,11 @@ class SearchNetwork(nn.Module):
         """Section 2.4: the discrete cells of the present alpha."""
         cap = SKIP_CAP if remedy == "skip_cap" else None
         concat = tuple(range(2, 2 + STEPS))
-        return Genotype(
-            normal=derive(self.alpha_normal, skip_cap=cap),
+        normal = derive(self.alpha_normal, skip_cap=cap)
+        return Genotype(  # a dense network's genotype repeats its normal cell as the reduction
+            normal=normal,
             normal_concat=concat,
-            reduce=derive(self.alpha_reduce),
+            reduce=normal if self.dense else derive(self.alpha_reduce),
             reduce_concat=concat,
         )
 

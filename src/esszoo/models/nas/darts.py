@@ -322,3 +322,81 @@ def darts(
         drop_path=drop_path,
     )
     return set_padding(net, padding)
+
+
+class DenseDARTSNetwork(nn.Module):
+    """The dense search space's network: stem, `cells` normal cells on the input's grid
+    (no reduction cell), and a 1x1 convolution to the output channels."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        genotype: Genotype,
+        width: int,
+        cells: int,
+        drop_path: float,
+    ):
+        super().__init__()
+        self.drop_path = drop_path
+        stem = 3 * width
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem)
+        )
+        c_prev_prev, c_prev = stem, stem
+        self.cells = nn.ModuleList()
+        for _ in range(cells):
+            cell = Cell(genotype, c_prev_prev, c_prev, width, False, False)
+            self.cells.append(cell)
+            c_prev_prev, c_prev = c_prev, cell.multiplier * width
+        self.head = nn.Conv2d(c_prev, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_grid(x, MIN_SIZE, "darts_dense")
+        s0 = s1 = self.stem(x)  # (B, 3C, H, W), the grid kept throughout
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, self.drop_path)
+        return self.head(s1)  # (B, out_channels, H, W)
+
+
+@register_model(
+    family="nas",
+    tasks=("segmentation", "translation"),
+    paper=Paper(
+        authors="Liu, Simonyan & Yang",
+        year=2019,
+        title="DARTS: Differentiable Architecture Search",
+        venue="ICLR",
+        arxiv="1806.09055",
+    ),
+    reference=dict(in_channels=1, out_channels=2),
+    reference_params=27_346,
+    reference_note="no published configuration, counted here: the network of esszoo's dense "
+    "DARTS search space (esszoo.automl.darts, dense=True) at its defaults, the DARTS_V2 normal "
+    "cell, C 16, 4 cells, one input channel and two outputs; the grid kept at every depth",
+    small=dict(in_channels=3, out_channels=2, width=4, cells=2),
+    example_input=(2, 3, 9, 13),
+    min_size=MIN_SIZE,
+)
+def darts_dense(
+    *,
+    in_channels: int,
+    out_channels: int,
+    genotype: str | dict[str, Any] = "DARTS_V2",
+    width: int = 16,
+    cells: int = 4,
+    drop_path: float = 0.0,
+    padding: str = "zeros",
+) -> DenseDARTSNetwork:
+    """DARTS cells for field-to-field tasks: `cells` normal cells of a genotype (a name, or
+    the mapping a dense search writes) on the input's grid, and a 1x1 head."""
+    net = DenseDARTSNetwork(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        genotype=Genotype.of(genotype),
+        width=width,
+        cells=cells,
+        drop_path=drop_path,
+    )
+    return set_padding(net, padding)
