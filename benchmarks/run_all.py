@@ -48,6 +48,8 @@ SECTIONS = {
     "coverage, and its spread by distance from the observations",
     "detection": "Detection of rain cells: DETR from scratch and from the zoo's radar-scene "
     "classifier, against persistence",
+    "search": "Architecture search: Optuna, NAS with RL, DARTS and ENAS against random search "
+    "on radar scenes, and a search of the flagship within 30 minutes",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

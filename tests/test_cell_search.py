@@ -4,6 +4,7 @@ interrupted NAS-RL search resumes without training a finished child again."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -172,3 +173,79 @@ def test_nas_rl_refuses_a_range_of_real_numbers(tmp_path, capsys):
     path = write_recipe(tmp_path / "r.yaml", recipe)
     status, _, err = run_cli(["search", path, "--method", "nas-rl"], capsys)
     assert status == 2 and "give trainer.lr as a list" in err
+
+
+def test_the_runs_of_a_search_share_the_predictions_of_their_baselines(tmp_path, monkeypatch):
+    from esszoo.run import shared_baselines
+    from esszoo.tasks.regression import RegressionTask as Regression
+    from esszoo.training import train
+
+    calls = []
+    fitted = Regression.baselines
+    monkeypatch.setattr(
+        Regression, "baselines", lambda self, data: calls.append(1) or fitted(self, data)
+    )
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe_dict(tmp_path / "runs"))
+    with shared_baselines():
+        first = train(path, ["name=a", "trainer.max_epochs=1"])
+        second = train(path, ["name=b", "trainer.max_epochs=1", "model.width=8"])
+        other_seed = train(path, ["name=c", "trainer.max_epochs=1", "trainer.seed=1"])
+    assert len(calls) == 2  # the first run and the one of another seed
+    rows = [(first / "scores.csv").read_text().splitlines() for first in (first, second)]
+    assert rows[0][2:] == rows[1][2:] and rows[0][1] != rows[1][1]  # baselines alike, models not
+    train(path, ["name=d", "trainer.max_epochs=1"])  # outside: computed again
+    assert len(calls) == 3 and other_seed.is_dir()
+
+
+def test_nas_rl_in_the_paper_s_space_writes_layers_with_skips_and_trains_them(scenes, tmp_path):
+    from esszoo.automl.nas_rl import LayerController
+    from esszoo.options import LayerSearchOptions
+
+    torch.manual_seed(0)
+    controller = LayerController(LayerSearchOptions(count=4))
+    decisions, log_prob = controller()
+    assert len(decisions) == 4 * 3 + (0 + 1 + 2 + 3)  # three choices a layer, then its skips
+    assert torch.allclose(controller(decisions)[1], log_prob)
+    layers = controller.layers(decisions)
+    for index, layer in enumerate(layers):
+        assert layer["height"] in (1, 3, 5, 7) and layer["filters"] in (24, 36, 48, 64)
+        assert all(0 <= j < index for j in layer["inputs"])
+    chain = LayerController(LayerSearchOptions(count=3, skips=False))
+    assert [layer["inputs"] for layer in chain.layers(chain()[0])] == [[], [0], [1]]
+
+    layers = "search.layers={count: 3, heights: [1, 3], widths: [3], filters: [4, 8]}"
+    path = scene_recipe(tmp_path, scenes)
+    rows = search(path, [layers, "search.children_per_step=2"], method="nas-rl", budget=2)
+    assert len(rows) == 2 and all(row["state"] == "complete" for row in rows)
+    for row in rows:
+        run_dir = tmp_path / "runs" / "scenes-search" / f"trial_{row['trial']:04d}"
+        model = load_recipe(run_dir / "recipe.yaml").model
+        assert model.name == "nas_cnn" and len(model.arguments()["layers"]) == 3
+        with open(run_dir / "metrics.csv") as handle:
+            accuracy = max(float(r["val_acc"]) for r in csv.DictReader(handle))
+        assert row["reward"] == pytest.approx(accuracy**3)  # the paper's reward
+
+
+def test_an_interrupted_cell_search_resumes_after_its_last_finished_epoch(
+    scenes, tmp_path, monkeypatch
+):
+    from esszoo.automl import cells
+
+    saved = cells._save
+
+    def interrupted(*args, **kwargs):
+        saved(*args, **kwargs)
+        raise KeyboardInterrupt  # killed just after the first epoch was saved
+
+    monkeypatch.setattr(cells, "_save", interrupted)
+    path = scene_recipe(tmp_path, scenes)
+    with pytest.raises(KeyboardInterrupt):
+        search(path, method="enas", budget=2)
+    folder = tmp_path / "runs" / "scenes-search"
+    with open(folder / "cells.csv") as handle:
+        before = list(csv.DictReader(handle))
+    monkeypatch.setattr(cells, "_save", saved)
+    rows = search(path, method="enas", budget=2)
+    assert [row["epoch"] for row in rows] == [0, 1, "retrained"]
+    assert str(rows[0]["train_loss"]) == before[0]["train_loss"]  # epoch 0 was not run again
+    assert (folder / "retrained" / "scores.csv").is_file()

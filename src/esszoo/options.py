@@ -230,6 +230,17 @@ class CellSearchOptions(Options):
     batch_size: int | None = Field(default=None, ge=1, description="default: trainer.batch_size")
 
 
+class LayerSearchOptions(Options):
+    """NAS with RL's own space (Zoph & Le 2017, section 4.1): the layers of a `nas_cnn`, each
+    a filter height, width and count, and with ``skips`` the earlier layers it reads."""
+
+    count: int = Field(default=6, ge=1, description="layers (the paper starts at 6)")
+    heights: list[int] = Field(default=[1, 3, 5, 7], min_length=1)
+    widths: list[int] = Field(default=[1, 3, 5, 7], min_length=1)
+    filters: list[int] = Field(default=[24, 36, 48, 64], min_length=1)
+    skips: bool = Field(default=True, description="anchor points choose each layer's inputs")
+
+
 class SearchOptions(Options):
     """What `esszoo search` varies: dotted recipe keys, each a list of choices or a range.
     ``model.name`` chooses among zoo models; a ``model.*`` argument is searched for the
@@ -242,6 +253,11 @@ class SearchOptions(Options):
         "trainer.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}",
     )
     cells: CellSearchOptions = Field(default_factory=CellSearchOptions)
+    layers: LayerSearchOptions | None = Field(
+        default=None,
+        description="--method nas-rl: search the layers of a nas_cnn, as Zoph & Le, instead of "
+        "the space; e.g. {count: 6}",
+    )
     children_per_step: int = Field(
         default=4, ge=1, description="NAS with RL: children trained per controller step (m)"
     )

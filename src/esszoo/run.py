@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,21 +149,45 @@ def seconds_per_sample(
     return best / len(inputs[0])
 
 
+_SHARED_BASELINES: dict[str, dict[str, torch.Tensor]] | None = None
+
+
+@contextlib.contextmanager
+def shared_baselines() -> Iterator[None]:
+    """Within it, the baselines' predictions of a split are made once for each data, task
+    and seed, not once per run: the trials of a search share them (DINEOF, say, takes a
+    minute on the flagship's test split)."""
+    global _SHARED_BASELINES
+    previous, _SHARED_BASELINES = _SHARED_BASELINES, {}
+    try:
+        yield
+    finally:
+        _SHARED_BASELINES = previous
+
+
 def score_rows(
     task: Any,
     predictor: torch.nn.Module,
     data: SplitData,
     split: str = "test",
     model_label: str = "model",
+    same_baselines: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], torch.Tensor]:
     """Scores of the model and of the task's baselines on one split, with the predictions
-    and the truth to plot (for data streamed from disk: of the split's first block)."""
+    and the truth to plot (for data streamed from disk: of the split's first block).
+    `same_baselines`: a key of what the baselines depend on, under which `shared_baselines`
+    keeps their predictions."""
     if data.streamed:
         return _score_blocks(task, predictor, data, split, model_label)
     table = data.tables[split]
     inputs = task_inputs(table)
     predictor.eval()
     predictions = {model_label: predict_in_batches(predictor, *inputs)}
+    key = f"{same_baselines}/{split}" if same_baselines else None
+    if key and _SHARED_BASELINES is not None and key in _SHARED_BASELINES:
+        print(f"the baselines' {split} predictions of an earlier run of the same data are used")
+        predictions |= _SHARED_BASELINES[key]
+        return _scored(task, predictions, data, table, split, model_label)
     baselines = task.baselines(data)
     if table.x.dim() > 2:  # baselines of fields may take a while: say what is running
         print(f"scoring the baselines on the {split} split: {', '.join(baselines)}", flush=True)
@@ -173,6 +197,19 @@ def score_rows(
             predictions[f"baseline: {name}"] = baseline(table)
             if time.perf_counter() - started > 3:
                 print(f"  {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    if key and _SHARED_BASELINES is not None:
+        _SHARED_BASELINES[key] = {k: v for k, v in predictions.items() if k != model_label}
+    return _scored(task, predictions, data, table, split, model_label)
+
+
+def _scored(
+    task: Any,
+    predictions: dict[str, torch.Tensor],
+    data: SplitData,
+    table: Any,
+    split: str,
+    model_label: str,
+) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor], torch.Tensor]:
     rows = [
         {"predictor": name, "split": split, "samples": len(table)}
         | task.score(prediction, table.y, data, table)

@@ -6,6 +6,7 @@ early stopping, checkpoints, resumption, and the files a run leaves behind.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -232,6 +233,7 @@ class MetricsHistory(Callback):
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "seconds": round(time.perf_counter() - self.started, 3),
         }
+        row |= {k: v for k, v in sorted(metrics.items()) if k.startswith("val_") and k not in row}
         if self.ode_blocks:  # the ODE's cost: evaluations of its network per optimizer step
             steps = max(1, trainer.global_step - self.epoch_step)
             row["function_evaluations"] = self.evaluations / steps
@@ -462,7 +464,12 @@ def _train(
         **describe_run(recipe, data, trainer, history),
     )
     rows, predictions, truth = score_rows(
-        task, predictor, data, "test", model_label=task.label(recipe.model.name)
+        task,
+        predictor,
+        data,
+        "test",
+        model_label=task.label(recipe.model.name),
+        same_baselines=baseline_key(recipe),
     )
     write_csv(rows, run_dir / "scores.csv")
     plots.loss_curves(history.rows, run_dir / "loss_curve.png", title=recipe.name)
@@ -473,6 +480,18 @@ def _train(
     print(f"run written to {run_dir}")
     print(f"maps and plots: {run_dir / task.plot_file}, {run_dir / 'loss_curve.png'}")
     return run_dir
+
+
+def baseline_key(recipe: Recipe) -> str:
+    """What a run's baselines depend on: its data, its task and its seed."""
+    return json.dumps(
+        [
+            recipe.data.model_dump(mode="json"),
+            recipe.task.model_dump(mode="json"),
+            recipe.trainer.seed,
+        ],
+        sort_keys=True,
+    )
 
 
 def uncertain_model(

@@ -11,8 +11,10 @@ search never sees the data it is judged on. The task of the recipe gives the los
 every cell on the input's grid) for segmentation and translation.
 
 A search writes ``OUT_DIR/NAME-search/``: ``cells.csv`` (a row per epoch: losses, the
-cells, their share of skip connections, seconds), ``genotype.json`` (the cells found) and
-the retrained run ``retrained/``; ``esszoo compare`` reads it as any run.
+cells, their share of skip connections, seconds), ``genotype.json`` (the cells found),
+DARTS's ``alpha.pt`` (the architecture's weights) and the retrained run ``retrained/``,
+which ``esszoo compare`` reads as any run; ``supernet.ckpt`` holds the search after its
+last epoch, so that the same command resumes an interrupted search where it stopped.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from esszoo.models.nas.darts import Genotype
 from esszoo.recipe import Recipe, validate
 
 RETRAINED = "retrained"
+CHECKPOINT = "supernet.ckpt"  # the search after its last epoch, to resume from
 DEFAULTS = {  # the papers' weight optimizers (DARTS section A.1.1; ENAS's micro search)
     "darts": {"lr": 0.025, "lr_min": 0.001, "weight_decay": 3e-4},
     "enas": {"lr": 0.05, "lr_min": 0.0005, "weight_decay": 1e-4},
@@ -171,8 +174,21 @@ def search_cells(
         )
     folder.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    for epoch in range(epochs):
+    parts = {"net": net, "optimizer": optimizer, "schedule": schedule}
+    if method == "darts":
+        parts["architect"] = architect.optimizer
+    else:
+        parts |= {"controller": controller, "controller_optimizer": reinforce.optimizer}
+    first, rows = _resume(
+        folder / CHECKPOINT,
+        method,
+        epochs,
+        parts,
+        halves,
+        reinforce=(reinforce if method == "enas" else None),
+    )
+    started = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
+    for epoch in range(first, epochs):
         net.train()
         if method == "darts" and cells.remedy == "auxiliary_skip":
             net.beta = 1.0 - epoch / epochs  # DARTS-: decays linearly to 0
@@ -220,9 +236,25 @@ def search_cells(
             f"val {val_loss:.4g}, skips {genotype.skip_share():.0%}"
         )
         _write(rows, folder / "cells.csv")
+        _save(
+            folder / CHECKPOINT,
+            method,
+            epochs,
+            epoch,
+            rows,
+            parts,
+            halves,
+            reinforce=(reinforce if method == "enas" else None),
+        )
+    if first == epochs:
+        print(f"{method}: the {epochs} epochs of the search were done; its cells are retrained")
+    genotype = _genotype_of(rows[-1])
     if not math.isfinite(rows[-1]["val_loss"]):
         raise RecipeError(f"the {method} search diverged (validation loss {rows[-1]['val_loss']})")
     (folder / "genotype.json").write_text(json.dumps(genotype.to_dict(), indent=1) + "\n")
+    if method == "darts":  # alpha itself, from which other derivations can be made
+        alphas = {"normal": net.alpha_normal.detach(), "reduce": net.alpha_reduce.detach()}
+        torch.save(alphas, folder / "alpha.pt")
     run = retrain_recipe(raw, genotype, folder)
     run_dir = train_recipe(run, overwrite=True)
     rows.append(
@@ -238,6 +270,72 @@ def search_cells(
     )
     _write(rows, folder / "cells.csv")
     return rows
+
+
+def _save(
+    path: Path,
+    method: str,
+    epochs: int,
+    epoch: int,
+    rows: list[dict[str, Any]],
+    parts: dict[str, Any],
+    halves: Halves,
+    reinforce: Any,
+) -> None:
+    """The search as it stands after `epoch`: resumed from here if it is interrupted."""
+    from esszoo.fileio import atomic_path
+
+    state = {
+        "method": method,
+        "epochs": epochs,
+        "epoch": epoch,
+        "rows": rows,
+        "parts": {name: part.state_dict() for name, part in parts.items()},
+        "generator": halves.generator.get_state(),
+        "positions": halves.positions,
+        "rng": torch.get_rng_state(),
+        "baseline": reinforce.baseline if reinforce is not None else None,
+    }
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+
+
+def _resume(
+    path: Path, method: str, epochs: int, parts: dict[str, Any], halves: Halves, reinforce: Any
+) -> tuple[int, list[dict[str, Any]]]:
+    """The first epoch still to run, and the rows of those done, from an interrupted search
+    of the same method and length (else 0 and none: a search from the start)."""
+    if not path.is_file():
+        return 0, []
+    state = torch.load(path, weights_only=False)
+    if state["method"] != method or state["epochs"] != epochs:
+        print(f"{method}: a search of another method or length was here; it starts again")
+        return 0, []
+    for name, part in parts.items():
+        part.load_state_dict(state["parts"][name])
+    halves.generator.set_state(state["generator"])
+    halves.positions = state["positions"]
+    torch.set_rng_state(state["rng"])
+    if reinforce is not None:
+        reinforce.baseline = state["baseline"]
+    done = state["epoch"] + 1
+    print(f"{method}: resumed after epoch {done} of {epochs}")
+    return done, state["rows"]
+
+
+def _genotype_of(row: dict[str, Any]) -> Genotype:
+    def pairs(text: str) -> tuple[tuple[str, int], ...]:
+        return tuple((op, int(node)) for op, node in (p.split("<-") for p in text.split()))
+
+    from esszoo.automl.darts import STEPS
+
+    concat = tuple(range(2, 2 + STEPS))
+    return Genotype(
+        normal=pairs(row["normal"]),
+        normal_concat=concat,
+        reduce=pairs(row["reduce"]),
+        reduce_concat=concat,
+    )
 
 
 def _train_controller(

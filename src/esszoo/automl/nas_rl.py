@@ -13,10 +13,16 @@ controller is a 2-layer LSTM of 35 units, its weights drawn in +-0.08, trained b
 (learning rate 0.0006); its reward is the best validation accuracy of the child's last 5
 epochs, cubed.
 
-Here the decisions are the recipe's ``search.space``, as for Optuna: which zoo model, and
-its depth, widths or kernels where the space offers them (a model's own arguments are
-decided only for the models that take them, like Optuna's define-by-run), and training
-settings. Each child is an ordinary run ``NAME-search/trial_NNNN``, scored on its
+Two spaces. With ``search.layers``, the paper's own (section 4.1 with strides of 1, and the
+skip connections of section 3.3): for each of ``count`` layers a filter height and width
+in 1, 3, 5, 7 and 24, 36, 48 or 64 filters, then at the layer's anchor point a sigmoid for
+each earlier layer, whether it feeds this one (``LayerController``); the child is a
+`nas_cnn` (`esszoo.models.nas.nas_cnn`). Otherwise the decisions are the recipe's
+``search.space``, as for Optuna: which zoo model, and its depth, widths or kernels where
+the space offers them (a model's own arguments are decided only for the models that take
+them, like Optuna's define-by-run), and training settings. A child that cannot be built
+for the data (a grid below a model's minimum) earns the worst reward and the search goes
+on. Each child is an ordinary run ``NAME-search/trial_NNNN``, scored on its
 validation split: the paper's reward for a classification (the best validation accuracy,
 cubed; every epoch of a run counts, runs being short here), minus the best validation
 loss for other tasks. Scaled down: m = ``search.children_per_step`` (the paper's 10 per
@@ -40,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from esszoo.errors import RecipeError
+from esszoo.errors import ModelError, RecipeError
 from esszoo.options import SearchRange
 from esszoo.recipe import Recipe
 
@@ -104,6 +110,88 @@ class Controller(nn.Module):
         return decided, log_prob
 
 
+class LayerController(nn.Module):
+    """Sections 3.1 and 3.3, the paper's own space: for each layer a filter height, a filter
+    width and a number of filters, then at the layer's anchor point one sigmoid per earlier
+    layer, P(layer j feeds layer i) = sigmoid(v . tanh(W_prev h_j + W_curr h_i)). Without
+    ``skips`` each layer reads the one before (the paper's first experiments)."""
+
+    def __init__(self, options: Any):
+        super().__init__()
+        self.options = options
+        self.choices = [
+            ("height", list(options.heights)),
+            ("width", list(options.widths)),
+            ("filters", list(options.filters)),
+        ]
+        self.lstm = nn.LSTM(HIDDEN, HIDDEN, LAYERS)
+        self.start = nn.Parameter(torch.zeros(1, 1, HIDDEN))
+        self.embeddings = nn.ModuleList(nn.Embedding(len(v), HIDDEN) for _, v in self.choices)
+        self.heads = nn.ModuleList(nn.Linear(HIDDEN, len(v)) for _, v in self.choices)
+        self.w_prev = nn.Linear(HIDDEN, HIDDEN, bias=False)
+        self.w_curr = nn.Linear(HIDDEN, HIDDEN, bias=False)
+        self.v = nn.Linear(HIDDEN, 1, bias=False)
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -INIT, INIT)
+
+    def forward(self, given: list[int] | None = None) -> tuple[list[int], torch.Tensor]:
+        """Draw a network's decisions (a flat list of indices and skip bits), or with `given`
+        score those; returns (decisions, log probability)."""
+        queue = list(given) if given is not None else None
+        decisions: list[int] = []
+        inputs, state, anchors = self.start, None, []
+        log_prob = torch.zeros(())
+        for _ in range(self.options.count):
+            for head, embedding in zip(self.heads, self.embeddings, strict=True):
+                output, state = self.lstm(inputs, state)
+                log_p = F.log_softmax(head(output[0, 0]), dim=-1)
+                index = (
+                    queue.pop(0) if queue is not None else int(torch.multinomial(log_p.exp(), 1))
+                )
+                decisions.append(index)
+                log_prob = log_prob + log_p[index]
+                inputs = embedding.weight[index].view(1, 1, -1)
+            if not self.options.skips:
+                continue
+            output, state = self.lstm(inputs, state)  # the anchor point
+            anchor = output[0, 0]
+            if anchors:
+                earlier = self.w_prev(torch.stack(anchors))  # (layers so far, hidden)
+                p = torch.sigmoid(self.v(torch.tanh(earlier + self.w_curr(anchor))).squeeze(-1))
+                if queue is not None:
+                    bits = torch.tensor([queue.pop(0) for _ in anchors], dtype=p.dtype)
+                else:
+                    bits = torch.bernoulli(p.detach())
+                decisions += [int(b) for b in bits]
+                p = p.clamp(1e-6, 1 - 1e-6)
+                log_prob = log_prob + (bits * p.log() + (1 - bits) * (1 - p).log()).sum()
+            anchors.append(anchor)
+            inputs = anchor.view(1, 1, -1)
+        return decisions, log_prob
+
+    def layers(self, decisions: list[int]) -> list[dict[str, Any]]:
+        """The child's description (`esszoo.models.nas.nas_cnn`) of a draw's decisions."""
+        queue, layers = list(decisions), []
+        for index in range(self.options.count):
+            layer = {name: values[queue.pop(0)] for name, values in self.choices}
+            if self.options.skips:
+                bits = [queue.pop(0) for _ in range(index)]
+                layer["inputs"] = [j for j, bit in enumerate(bits) if bit]
+            else:
+                layer["inputs"] = [index - 1] if index else []
+            layers.append(layer)
+        return layers
+
+
+def describe(layers: list[dict[str, Any]]) -> str:
+    """A child's layers in a line: height x width / filters, and the layers read."""
+    return "; ".join(
+        f"{layer['height']}x{layer['width']}/{layer['filters']}"
+        f"<{','.join(map(str, layer['inputs'])) or 'in'}"
+        for layer in layers
+    )
+
+
 def child_reward(run_dir: Path, classification: bool) -> tuple[float, float]:
     """(reward, best validation loss) of a trained child."""
     with open(run_dir / "metrics.csv") as handle:
@@ -130,23 +218,40 @@ def search_nas_rl(
     from esszoo.automl.search import _taken, trial_recipe
     from esszoo.training import train_recipe
 
-    choices = decisions(recipe)
     torch.manual_seed(recipe.trainer.seed)
-    controller = Controller(choices)
-    reinforce = Reinforce(list(controller.parameters()), LR, BASELINE_DECAY)
     per_step = recipe.search.children_per_step
     classification = recipe.task.name == "classification"
+    if recipe.search.layers is not None:  # the paper's space: the layers of a nas_cnn
+        controller = LayerController(recipe.search.layers)
 
-    def taken(key: str, decided: dict[str, int]) -> bool:
-        model = choices["model.name"][decided["model.name"]] if "model.name" in decided else None
-        return _taken(key, model or recipe.model.name)
+        def draw(given: Any = None) -> tuple[Any, torch.Tensor]:
+            return controller(given)
 
+        def values_of(decided: list[int]) -> dict[str, Any]:
+            return {"model.name": "nas_cnn", "model.layers": controller.layers(decided)}
+
+    else:  # the recipe's space
+        choices = decisions(recipe)
+        controller = Controller(choices)
+
+        def taken(key: str, decided: dict[str, int]) -> bool:
+            named = "model.name" in decided
+            model = choices["model.name"][decided["model.name"]] if named else None
+            return _taken(key, model or recipe.model.name)
+
+        def draw(given: Any = None) -> tuple[Any, torch.Tensor]:
+            return controller(taken, given)
+
+        def values_of(decided: dict[str, int]) -> dict[str, Any]:
+            return {key: choices[key][i] for key, i in decided.items()}
+
+    reinforce = Reinforce(list(controller.parameters()), LR, BASELINE_DECAY)
     folder.mkdir(parents=True, exist_ok=True)
     record_path = folder / RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else []
     pending: list[tuple[torch.Tensor, float]] = []
     for child in record:  # replay: the controller learns again what it learnt
-        _, log_prob = controller(taken, given=child["decisions"])
+        _, log_prob = draw(child["decisions"])
         pending.append((log_prob, child["reward"]))
         if len(pending) == per_step:
             reinforce.step(*map(list, zip(*pending, strict=True)))
@@ -157,14 +262,21 @@ def search_nas_rl(
     while len(record) < budget:
         if timeout is not None and time.perf_counter() - started > timeout:
             break
-        indices, log_prob = controller(taken)
-        values = {key: choices[key][i] for key, i in indices.items()}
+        indices, log_prob = draw()
+        values = values_of(indices)
         number = len(record)
-        print(f"child {number}: {', '.join(f'{k}={v}' for k, v in values.items())}")
+        shown = {k: describe(v) if k == "model.layers" else v for k, v in values.items()}
+        print(f"child {number}: {', '.join(f'{k}={v}' for k, v in shown.items())}")
         run = trial_recipe(raw, values, folder, number)
         began = time.perf_counter()
-        run_dir = train_recipe(run, overwrite=True)
-        value, loss = child_reward(run_dir, classification)
+        try:
+            run_dir = train_recipe(run, overwrite=True)
+            value, loss = child_reward(run_dir, classification)
+        except ModelError as error:  # a child that cannot be built for these data
+            print(f"child {number} failed: {error}")
+            run_dir, loss = run.run_dir(), math.inf
+            earlier = [c["reward"] for c in record]
+            value = 0.0 if classification else min(earlier, default=-1.0)  # the worst so far
         record.append(
             {
                 "trial": number,
@@ -184,8 +296,13 @@ def search_nas_rl(
             print(f"controller step on rewards {rewards} (baseline {baseline:.4g})")
             pending = []
     rows = [
-        {"trial": c["trial"], "state": "complete", "val_loss": c["val_loss"], "reward": c["reward"]}
-        | c["values"]
+        {
+            "trial": c["trial"],
+            "state": "complete" if math.isfinite(c["val_loss"]) else "fail",
+            "val_loss": c["val_loss"],
+            "reward": c["reward"],
+        }
+        | {k: describe(v) if k == "model.layers" else v for k, v in c["values"].items()}
         | {"run": c["run"], "seconds": c["seconds"]}
         for c in record
     ]

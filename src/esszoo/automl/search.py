@@ -40,7 +40,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from esszoo.errors import RecipeError, RunError
+from esszoo.errors import ModelError, RecipeError, RunError
 from esszoo.options import SearchOptions, SearchRange
 from esszoo.recipe import Recipe, apply_overrides, read_yaml, validate
 from esszoo.registry import list_models, model_arguments
@@ -228,6 +228,19 @@ def best_validation_loss(run_dir: Path) -> float:
 def search(
     recipe_path: str | Path,
     overrides: list[str] | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Run (or resume, or join) the search of a recipe (`esszoo search`); return its trials
+    (or a cell search's epochs) as table rows. The trials share their baselines' scores."""
+    from esszoo.run import shared_baselines
+
+    with shared_baselines():
+        return _search(recipe_path, overrides, **options)
+
+
+def _search(
+    recipe_path: str | Path,
+    overrides: list[str] | None = None,
     *,
     method: str = "optuna",
     budget: int = 20,
@@ -235,7 +248,6 @@ def search(
     storage: str | None = None,
     pruner: Any = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume, or join) the study of a recipe; return its trials as table rows."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -264,7 +276,8 @@ def search(
         from esszoo.automl.cells import search_cells
 
         return search_cells(recipe, raw, folder, method, budget)
-    check_space(raw, recipe)
+    if method != "nas-rl" or recipe.search.layers is None:  # the layers are a space of their own
+        check_space(raw, recipe)
     if method == "nas-rl":
         from esszoo.automl.nas_rl import search_nas_rl
 
@@ -297,7 +310,12 @@ def search(
         trial.set_user_attr("run_dir", str(run.run_dir()))
         print(f"trial {trial.number}: {', '.join(f'{k}={v}' for k, v in values.items())}")
         pruning = PruneOnValidation(trial)
-        run_dir = train_recipe(run, overwrite=True, callbacks=[pruning])
+        try:
+            run_dir = train_recipe(run, overwrite=True, callbacks=[pruning])
+        except ModelError as error:  # a drawn model that cannot be built for these data
+            print(f"trial {trial.number} failed: {error}")
+            raise
+
         if pruning.pruned:
             raise optuna.TrialPruned()
         return best_validation_loss(run_dir)
@@ -308,7 +326,7 @@ def search(
         n_trials=None if _count(study, finished) < budget else 0,
         timeout=timeout,
         callbacks=[MaxTrialsCallback(budget, states=finished)],
-        catch=(),
+        catch=(ModelError,),  # the study goes on; the trial is marked failed
     )
     rows = trial_rows(study)
     _write_rows(rows, folder / "search.csv")

@@ -1,3 +1,4 @@
-"""Networks found by architecture search, retrained: the cells of DARTS."""
+"""Networks found by architecture search, retrained: the cells of DARTS (and ENAS), and the
+layer-wise children of NAS with reinforcement learning."""
 
-from esszoo.models.nas import darts  # noqa: F401
+from esszoo.models.nas import darts, nas_cnn  # noqa: F401
