@@ -100,13 +100,20 @@ def _test_accuracy(run_dir: str | Path) -> float:
 
 
 def _architecture(row: dict) -> str:
-    keys = [k for k in row if k.startswith(("model.", "trainer."))]
-    return ", ".join(f"{k.split('.', 1)[1]} {row[k]}" for k in keys if row[k] not in ("", None))
+    keys = [k for k in row if k.startswith(("model.", "trainer.")) and row[k] not in ("", None)]
+    shown = {k: f"{row[k]:.3g}" if isinstance(row[k], float) else row[k] for k in keys}
+    return ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in shown.items())
 
 
 def _cells(genotype: Genotype) -> str:
     normal = [op for op, _ in genotype.normal]
     return " ".join(sorted(normal, key=PRIMITIVES.index))
+
+
+def _skips(genotype: Genotype) -> str:
+    """Skip connections among the normal cell's 8 operations, and among both cells' 16."""
+    normal = sum(op == "skip_connect" for op, _ in genotype.normal)
+    return f"{normal}/8, {genotype.skip_share():.0%} of both"
 
 
 def zoo_rows(folder: Path) -> list[list]:
@@ -225,7 +232,7 @@ def cell_rows(folder: Path) -> list[list]:
                 float(retrained["val_loss"]),
                 _test_accuracy(retrained["run"]),
                 round(seconds),
-                f"{genotype.skip_share():.0%}",
+                _skips(genotype),
             ]
         )
         if first_order_seconds is None:
@@ -248,7 +255,7 @@ def cell_rows(folder: Path) -> list[list]:
                     _test_accuracy(run_dir),
                     round(seconds - found[-1]["seconds"] + found[-2]["seconds"])
                     + round(time.perf_counter() - began),
-                    f"{capped.skip_share():.0%}",
+                    _skips(capped),
                 ]
             )
     rng = random.Random(0)
@@ -268,7 +275,7 @@ def cell_rows(folder: Path) -> list[list]:
             best[0],
             _test_accuracy(best[2]),
             round(time.perf_counter() - started),
-            f"{best[1].skip_share():.0%}",
+            _skips(best[1]),
         ]
     )
     return rows
@@ -309,7 +316,7 @@ def run() -> str:
                 "val loss (retrained)",
                 "test accuracy",
                 "seconds (search and retraining)",
-                "skip share",
+                "skips (normal cell)",
             ],
             cells,
         ),
