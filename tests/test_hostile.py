@@ -414,6 +414,12 @@ def cell_search_of_a_model_that_is_not_a_network_of_cells(p):
 
 
 @case
+def cell_search_with_a_shared_storage(p):
+    url = "sqlite:///search.db"
+    return search_of(p, None, "--method", "enas", "--storage", url), "--storage is for the studies"
+
+
+@case
 def nas_rl_search_of_a_range_of_real_numbers(p):
     return search_of(p, None, "--method", "nas-rl"), "give trainer.lr as a list"
 

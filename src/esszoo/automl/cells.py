@@ -307,7 +307,7 @@ def _resume(
     of the same method and length (else 0 and none: a search from the start)."""
     if not path.is_file():
         return 0, []
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     if state["method"] != method or state["epochs"] != epochs:
         print(f"{method}: a search of another method or length was here; it starts again")
         return 0, []

@@ -267,6 +267,17 @@ def _search(
         raise RecipeError(
             f"a search timeout of {timeout} s leaves no time", "give a positive --timeout"
         )
+    if storage is not None and method not in ("optuna", "random"):
+        raise RecipeError(
+            f"--storage is for the studies of optuna and random search; --method {method} "
+            "keeps its state in the search's directory",
+            "leave --storage out (run the same command again to resume)",
+        )
+    if timeout is not None and method in CELL_METHODS:
+        raise RecipeError(
+            f"--method {method} runs --budget epochs of its supernet, not against a clock",
+            "leave --timeout out and give the epochs as --budget",
+        )
     raw = apply_overrides(read_yaml(recipe_path), list(overrides or []))
     recipe = validate(raw, where=str(recipe_path))
     if recipe.search is None:

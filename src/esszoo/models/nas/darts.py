@@ -50,6 +50,13 @@ from esszoo.layers.padding import set_padding
 from esszoo.registry import Paper, register_model
 
 MIN_SIZE = (1, 1)  # strided operations keep at least one point
+PAPER = Paper(
+    authors="Liu, Simonyan & Yang",
+    year=2019,
+    title="DARTS: Differentiable Architecture Search",
+    venue="ICLR",
+    arxiv="1806.09055",
+)
 
 
 @dataclass(frozen=True)
@@ -281,13 +288,7 @@ class DARTSNetwork(nn.Module):
 @register_model(
     family="nas",
     tasks=("classification",),
-    paper=Paper(
-        authors="Liu, Simonyan & Yang",
-        year=2019,
-        title="DARTS: Differentiable Architecture Search",
-        venue="ICLR",
-        arxiv="1806.09055",
-    ),
+    paper=PAPER,
     reference=dict(in_channels=3, num_classes=10),
     reference_params=3_349_342,
     reference_note="the CIFAR-10 evaluation network of appendix A.2 with the second-order "
@@ -363,13 +364,7 @@ class DenseDARTSNetwork(nn.Module):
 @register_model(
     family="nas",
     tasks=("segmentation", "translation"),
-    paper=Paper(
-        authors="Liu, Simonyan & Yang",
-        year=2019,
-        title="DARTS: Differentiable Architecture Search",
-        venue="ICLR",
-        arxiv="1806.09055",
-    ),
+    paper=PAPER,
     reference=dict(in_channels=1, out_channels=2),
     reference_params=27_346,
     reference_note="no published configuration, counted here: the network of esszoo's dense "
