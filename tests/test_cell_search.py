@@ -249,3 +249,6 @@ def test_an_interrupted_cell_search_resumes_after_its_last_finished_epoch(
     assert [row["epoch"] for row in rows] == [0, 1, "retrained"]
     assert str(rows[0]["train_loss"]) == before[0]["train_loss"]  # epoch 0 was not run again
     assert (folder / "retrained" / "scores.csv").is_file()
+    other = search(path, ["search.cells.width=2"], method="enas", budget=2)  # a new supernet
+    assert [row["epoch"] for row in other] == [0, 1, "retrained"]
+    assert other[0]["train_loss"] != rows[0]["train_loss"]  # searched anew, not resumed

@@ -179,10 +179,14 @@ def search_cells(
         parts["architect"] = architect.optimizer
     else:
         parts |= {"controller": controller, "controller_optimizer": reinforce.optimizer}
+    searched = json.dumps(  # what the checkpoint must have been searched with to resume
+        [method, epochs, cells.model_dump(mode="json"), raw.get("data"), raw.get("task")],
+        sort_keys=True,
+        default=str,
+    )
     first, rows = _resume(
         folder / CHECKPOINT,
-        method,
-        epochs,
+        searched,
         parts,
         halves,
         reinforce=(reinforce if method == "enas" else None),
@@ -238,8 +242,7 @@ def search_cells(
         _write(rows, folder / "cells.csv")
         _save(
             folder / CHECKPOINT,
-            method,
-            epochs,
+            searched,
             epoch,
             rows,
             parts,
@@ -274,8 +277,7 @@ def search_cells(
 
 def _save(
     path: Path,
-    method: str,
-    epochs: int,
+    searched: str,
     epoch: int,
     rows: list[dict[str, Any]],
     parts: dict[str, Any],
@@ -286,8 +288,7 @@ def _save(
     from esszoo.fileio import atomic_path
 
     state = {
-        "method": method,
-        "epochs": epochs,
+        "searched": searched,
         "epoch": epoch,
         "rows": rows,
         "parts": {name: part.state_dict() for name, part in parts.items()},
@@ -301,15 +302,15 @@ def _save(
 
 
 def _resume(
-    path: Path, method: str, epochs: int, parts: dict[str, Any], halves: Halves, reinforce: Any
+    path: Path, searched: str, parts: dict[str, Any], halves: Halves, reinforce: Any
 ) -> tuple[int, list[dict[str, Any]]]:
     """The first epoch still to run, and the rows of those done, from an interrupted search
-    of the same method and length (else 0 and none: a search from the start)."""
+    of the same method, length, supernet, data and task (else 0 and none: from the start)."""
     if not path.is_file():
         return 0, []
     state = torch.load(path, weights_only=True)
-    if state["method"] != method or state["epochs"] != epochs:
-        print(f"{method}: a search of another method or length was here; it starts again")
+    if state.get("searched") != searched:
+        print("a search of another method, length, supernet or data was here: this one starts anew")
         return 0, []
     for name, part in parts.items():
         part.load_state_dict(state["parts"][name])
@@ -319,7 +320,7 @@ def _resume(
     if reinforce is not None:
         reinforce.baseline = state["baseline"]
     done = state["epoch"] + 1
-    print(f"{method}: resumed after epoch {done} of {epochs}")
+    print(f"the search resumes after its epoch {done}")
     return done, state["rows"]
 
 
