@@ -15,6 +15,7 @@ from esszoo.automl.nas_rl import Controller as NasController
 from esszoo.automl.search import search
 from esszoo.data.source import open_source
 from esszoo.models.nas.darts import Genotype
+from esszoo.models.nas.nas_cnn import NASCNN as NasCNN
 from esszoo.recipe import load_recipe
 from tests.conftest import run_cli, tiny_recipe_dict, write_recipe
 
@@ -252,3 +253,20 @@ def test_an_interrupted_cell_search_resumes_after_its_last_finished_epoch(
     other = search(path, ["search.cells.width=2"], method="enas", budget=2)  # a new supernet
     assert [row["epoch"] for row in other] == [0, 1, "retrained"]
     assert other[0]["train_loss"] != rows[0]["train_loss"]  # searched anew, not resumed
+
+
+def test_a_nas_cnn_description_is_refused_in_one_line_where_it_cannot_be_built():
+    from esszoo.errors import ModelError
+
+    later = [
+        {"height": 3, "width": 3, "filters": 4, "inputs": [1]},
+        {"height": 3, "width": 3, "filters": 4},
+    ]
+    for layers, said in (
+        (later, "reads layers [1]: only earlier ones"),
+        ([{"height": 2, "width": 3, "filters": 4}], "odd filter sizes"),
+        ([{"height": 3, "filters": 4}], "needs height, width, filters and inputs"),
+        ([], "at least one layer"),
+    ):
+        with pytest.raises(ModelError, match=said.replace("[", r"\[").replace("]", r"\]")):
+            NasCNN(in_channels=1, num_classes=2, layers=layers)
