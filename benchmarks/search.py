@@ -29,7 +29,7 @@ known for.
 The demo task: recipes/search_inpaint_ostia.yaml, Optuna over the flagship's width and
 depth and learning rate, 8-epoch trials started for 25 minutes (`--timeout 1500`), so that
 the last ends within 30: trials, their states, the best one's validation loss and its test
-RMSE (the flagship itself, 20 epochs of width 32, scores 0.55 K).
+RMSE (the flagship itself, 20 epochs of width 32, scores 0.54-0.55 K).
 """
 
 from __future__ import annotations
