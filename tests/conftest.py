@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import tqdm
 import xarray as xr
 import yaml
 
@@ -20,6 +21,11 @@ from esszoo.data.source import open_source
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
+
+# no tqdm monitor thread: a thread that wakes while a test reads NetCDF may collect (close)
+# a file the main thread has open again, which netCDF-C, not thread-safe, reports as an
+# HDF error (seen once in CI)
+tqdm.tqdm.monitor_interval = 0
 
 
 @pytest.fixture(scope="session")
