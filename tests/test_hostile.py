@@ -420,6 +420,12 @@ def cell_search_with_a_shared_storage(p):
 
 
 @case
+def nas_rl_layer_search_with_even_filter_sizes(p):
+    recipe = p.recipe(**{"search.layers": {"heights": [2, 4]}})
+    return ["search", recipe, "--method", "nas-rl"], "each odd and positive"
+
+
+@case
 def nas_rl_search_of_a_range_of_real_numbers(p):
     return search_of(p, None, "--method", "nas-rl"), "give trainer.lr as a list"
 

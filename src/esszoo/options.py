@@ -240,6 +240,23 @@ class LayerSearchOptions(Options):
     filters: list[int] = Field(default=[24, 36, 48, 64], min_length=1)
     skips: bool = Field(default=True, description="anchor points choose each layer's inputs")
 
+    @field_validator("heights", "widths")
+    @classmethod
+    def _odd(cls, value: list[int]) -> list[int]:
+        if any(size < 1 or size % 2 == 0 for size in value):
+            raise ValueError(
+                f"filter sizes {value}: each odd and positive (1, 3, 5, 7), so that a layer "
+                "keeps the grid"
+            )
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(count < 1 for count in value):
+            raise ValueError(f"numbers of filters {value}: each at least 1")
+        return value
+
 
 class SearchOptions(Options):
     """What `esszoo search` varies: dotted recipe keys, each a list of choices or a range.
