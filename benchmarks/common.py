@@ -53,18 +53,34 @@ def median_seconds(function: Callable[[], object], repeats: int = 5, warmup: int
 def interleaved_seconds(
     functions: list[Callable[[], object]], repeats: int = 5, warmup: int = 1
 ) -> list[float]:
-    """The median time of each of `functions`, timed in turn (one call of each, then the
-    next round), so that a drift of a shared machine's speed falls on all of them alike."""
+    """The median time of each of `functions`, timed in turn (`interleaved_rounds`), so
+    that a drift of a shared machine's speed falls on all of them alike."""
+    return [statistics.median(t) for t in interleaved_rounds(functions, repeats, warmup)]
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """The median over rounds of the ratio of two things timed in the same round: on a
+    shared machine whose speed drifts by 10% from one second to the next, a ratio taken
+    within each round is steadier than the ratio of the two medians."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
+
+
+def interleaved_rounds(
+    functions: list[Callable[[], object]], repeats: int = 5, warmup: int = 1
+) -> list[list[float]]:
+    """The seconds of each of `functions` in each round, timed in turn, the order reversed
+    every other round (ABBA), so that neither runs always first after the other."""
     for function in functions:
         for _ in range(warmup):
             function()
     times: list[list[float]] = [[] for _ in functions]
-    for _ in range(repeats):
-        for function, spent in zip(functions, times, strict=True):
+    for round_ in range(repeats):
+        order = list(range(len(functions)))
+        for index in order if round_ % 2 == 0 else order[::-1]:
             start = time.perf_counter()
-            function()
-            spent.append(time.perf_counter() - start)
-    return [statistics.median(spent) for spent in times]
+            functions[index]()
+            times[index].append(time.perf_counter() - start)
+    return times
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

@@ -10,8 +10,11 @@ recipes/inpaint_ostia.yaml (one epoch).
   against a loop that takes the same values as a tensor and calls the run's predictor
   (the network in physical units) under `torch.no_grad` on the same batches. Data: for the
   emulator, the real TMY3 hours repeated to 2^20 samples (a global field's worth of
-  columns); for the flagship, the real OSTIA fields, land and gaps missing. Median of 7,
-  the two timed in turn, after a warm-up.
+  columns); for the flagship, the real OSTIA fields, land and gaps missing. 15 rounds
+  after a warm-up, the two timed in turn (in reversed order every other round); the times
+  are medians, the ratio the median of the rounds' ratios (the machine's speed drifts by
+  about 10% between seconds: the ratio of two medians moved between 0.93 and 1.10 where a
+  profile puts esszoo's own work at 1% of the flagship's prediction).
 - Exported forms: time per sample of eager PyTorch (the exported module itself under
   inference mode: for the flagship, the predictor that fills the NaN gaps of a field),
   TorchScript (`esszoo export --format torchscript`, what FTorch loads) and ONNX Runtime
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import statistics
 import tempfile
 import warnings
 from pathlib import Path
@@ -32,7 +36,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from benchmarks.common import ROOT, interleaved_seconds, median_seconds, table
+from benchmarks.common import ROOT, interleaved_rounds, median_seconds, paired_ratio, table
 from esszoo import load
 from esszoo.data.source import open_source
 from esszoo.export import export_run
@@ -41,7 +45,7 @@ from esszoo.tasks import task_class
 from esszoo.training import train
 
 ROWS = 2**20
-REPEATS = 7
+REPEATS = 15
 
 
 def _train(folder: Path, recipe: str, overrides: list[str]) -> Path:
@@ -79,15 +83,16 @@ def _overhead(run_dir: Path, data, batch: int, label: str) -> list[object]:  # n
     dataset, inputs = data(run_dir)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        ours, hand = interleaved_seconds(
+        ours, hand = interleaved_rounds(
             [
                 lambda: predict_dataset(predictor, dataset),
                 lambda: hand_written(predictor, inputs, batch),
             ],
             REPEATS,
         )
-    count = len(inputs[0])
-    return [label, count, batch, hand / count * 1e6, ours / count * 1e6, ours / hand]
+    count, ratio = len(inputs[0]), paired_ratio(ours, hand)
+    ours, hand = statistics.median(ours), statistics.median(hand)
+    return [label, count, batch, hand / count * 1e6, ours / count * 1e6, ratio]
 
 
 def _exports(run_dir: Path, inputs: torch.Tensor, batches: tuple[int, int], label: str) -> list:

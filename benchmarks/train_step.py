@@ -11,8 +11,10 @@ checkpointing, validation and all) on the batches `esszoo train` makes. Time per
 seconds from the start of an epoch to the end of its last training batch, over its
 optimizer steps, so that fetching, every per-step hook and anything esszoo does once per
 Lightning step count, and the once-per-epoch validation and checkpoint do not; the median
-over the epochs after the first. The loops are interleaved, so that drifts of a shared
-machine hit them alike.
+over the epochs after the first. The loops are interleaved, in reversed order every other
+round, 5 rounds: the times are medians over the rounds and the ratios the medians of the
+rounds' ratios, because this machine's speed drifts by 10-15% between epochs (an earlier
+run of 3 rounds gave LeNet-5 at batch 256 a ratio of 2.6 that a rerun found to be 1.0).
 
 Where the time went: the same Trainer with one batch per Lightning step (as before) shows
 Lightning's fixed cost per batch (its loops, hooks, progress and optimizer wrappers), the
@@ -34,7 +36,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import ROOT, table
+from benchmarks.common import ROOT, median_seconds, paired_ratio, table
 from esszoo.data.batches import TensorBatches, group_for
 from esszoo.optim import configure_optimizer
 from esszoo.recipe import load_recipe
@@ -43,7 +45,7 @@ from esszoo.run import build_data, build_task
 from esszoo.tasks import task_class
 from esszoo.training import ChannelsLast, make_trainer
 
-ROUNDS = 3
+ROUNDS = 5
 STEPS = 400  # optimizer steps per measurement, at least (more epochs at large batches)
 
 
@@ -147,12 +149,17 @@ def measure(case: Case, batch: int, precision: str) -> list[object]:
         ROOT / "recipes" / case.recipe, [*overrides, f"trainer.max_epochs={epochs}"]
     )
     group = group_for(tensors["x"][0], batch)
-    hand, ours, single = [], [], []
-    for _ in range(ROUNDS):
-        hand += hand_written(case, recipe, data, tensors, epochs, precision == "bf16-mixed")
-        ours += esszoo(case, recipe, data, epochs)
-        single += esszoo(case, recipe, data, epochs, grouped=False)
-    hand_ms, ours_ms, single_ms = (statistics.median(t) * 1e3 for t in (hand, ours, single))
+    loops = [
+        lambda: hand_written(case, recipe, data, tensors, epochs, precision == "bf16-mixed"),
+        lambda: esszoo(case, recipe, data, epochs),
+        lambda: esszoo(case, recipe, data, epochs, grouped=False),
+    ]
+    rounds: list[list[float]] = [[], [], []]  # each loop's median ms/step in each round
+    for number in range(ROUNDS):
+        order = [0, 1, 2] if number % 2 == 0 else [2, 1, 0]
+        for index in order:
+            rounds[index].append(statistics.median(loops[index]()) * 1e3)
+    hand_ms, ours_ms, single_ms = (statistics.median(r) for r in rounds)
     return [
         case.label,
         batch,
@@ -160,8 +167,8 @@ def measure(case: Case, batch: int, precision: str) -> list[object]:
         min(group, steps),
         hand_ms,
         ours_ms,
-        ours_ms / hand_ms,
-        single_ms / hand_ms,
+        paired_ratio(rounds[1], rounds[0]),
+        paired_ratio(rounds[2], rounds[0]),
         single_ms - ours_ms,
     ]
 
@@ -188,7 +195,58 @@ def run() -> str:
         "one batch per Lightning step / hand",
         "Lightning's cost per batch, ms",
     ]
-    return table(header, rows)
+    copies = [
+        host_copy(case, row)
+        for case in (EMULATOR, LENET)
+        for row in rows
+        if row[0] == case.label and row[2] == "32"
+    ]
+    copy_header = [
+        "network",
+        "batch",
+        "bytes per step (inputs and targets)",
+        "gather on the host, us/step",
+        "of the CPU step",
+        f"copy to a GPU at {LINK_GBS[0]}-{LINK_GBS[1]} GB/s, us/step",
+    ]
+    return table(header, rows) + "\n\n" + DEVICE_NOTE + "\n\n" + table(copy_header, copies)
+
+
+def host_copy(case: Case, row: list) -> list[object]:
+    """What a batch costs before the model sees it when the data stay on the host: the
+    gather of its rows (which data kept on the device also does, there) and its bytes."""
+    batch, step_ms = row[1], row[5]
+    recipe = load_recipe(ROOT / "recipes" / case.recipe, [f"trainer.batch_size={batch}"])
+    data = build_data(recipe)
+    tensors = build_task(recipe, _net(recipe, data)).prepare(data)["train"]
+    tensors = {name: tensors[name] for name in ("x", "y")}
+    rows = torch.randperm(len(tensors["x"]))[:batch]
+    gather = median_seconds(lambda: [t[rows] for t in tensors.values()], repeats=200)
+    size = sum(t[rows].nbytes for t in tensors.values())
+    link = [size / (gbs * 1e9) * 1e6 for gbs in LINK_GBS[::-1]]
+    return [
+        case.label,
+        batch,
+        size,
+        gather * 1e6,
+        f"{gather * 1e3 / step_ms:.1%}",
+        f"{link[0]:.3g}-{link[1]:.3g}",
+    ]
+
+
+# a PCIe 4 or 5 x16 host link as copies from pageable and pinned memory reach it
+LINK_GBS = (10, 50)
+DEVICE_NOTE = """Data kept where the model is (`trainer.data_on_device`). On the CPU the
+data already are where the model is: both paths are one code path, the rows of a batch
+gathered by index from the split's tensors (`TensorBatches`), and the gain is nothing,
+which the table shows as the gather's share of the step. On a GPU, data left on the host
+cost that gather on the host and a copy of the batch over the host link every step; kept
+on the device (when the split takes at most `trainer.data_on_device` of its memory, a
+quarter by default), the gather runs there and the copy is gone. The last column is that
+copy at 10-50 GB/s, an estimate (no GPU was lent to the session that measured this): for
+these small networks it is microseconds against a GPU step of a few hundred, so what data
+on the device saves there is mostly the host gather and the synchronisation of a copy per
+step, a few percent of a small network's step, not its arithmetic."""
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from esszoo.data.dataset import SplitData, Table
 from esszoo.data.variables import Variable
 from esszoo.errors import DataError
 from esszoo.layers.bayesian import bayesian_layers, kl_divergence
-from esszoo.layers.variational import latent_kl
+from esszoo.layers.variational import GaussianLatent, latent_kl
 from esszoo.optim import configure_optimizer
 from esszoo.options import TaskOptions, TrainerOptions
 from esszoo.tasks.logging import EpochMean
@@ -82,6 +82,7 @@ class Task(L.LightningModule):
         self.train_loss = EpochMean("train_loss")
         self.automatic_optimization = False
         self.bayesian_layers: list[nn.Module] = []  # Bayes by Backprop layers (`on_fit_start`)
+        self.has_latents = False  # variational latents in the network (`on_fit_start`)
         self.samples = 1
 
     # -- what a task defines -----------------------------------------------------------------
@@ -191,7 +192,7 @@ class Task(L.LightningModule):
             loss = self.batch_loss(part)
             if self.bayesian_layers:  # Bayes by Backprop's minibatch free energy (Eq. 8)
                 loss = loss + self.spec.kl_weight * kl_divergence(self.net) / self.samples
-            latent = latent_kl(self.net)
+            latent = latent_kl(self.net) if self.has_latents else None
             if latent is not None:  # the ELBO of a variational latent, per target value
                 loss = loss + self.spec.kl_weight * latent / part["y"][0].numel()
             # backward outside the forward's autocast, as PyTorch advises
@@ -226,6 +227,8 @@ class Task(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.bayesian_layers = bayesian_layers(self.net)
+        # looked up once, not by walking the network at every batch
+        self.has_latents = any(isinstance(m, GaussianLatent) for m in self.net.modules())
         loader = self.trainer.train_dataloader
         # the training samples N of the KL term: the rows of the split, or (for data read
         # from disk) the batches' rows
