@@ -50,6 +50,10 @@ SECTIONS = {
     "classifier, against persistence",
     "search": "Architecture search: Optuna, NAS with RL, DARTS and ENAS against random search "
     "on radar scenes, and a search of the flagship within 30 minutes",
+    "nowcasting": "Radar nowcasts by lead time: UNet3D against persistence, pysteps' "
+    "extrapolation and its STEPS ensemble (CSI, FSS, CRPS, rank histogram, spectra)",
+    "generation": "Radar scenes generated from noise: a VAE and a DCGAN against real held-out "
+    "scenes and pysteps' spectral noise",
     "gpu": "One GPU: the ResNet-50 training step and the inpainting flagship",
 }
 RESULTS = ROOT / "benchmarks" / "results"

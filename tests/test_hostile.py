@@ -574,6 +574,27 @@ def export_to_unknown_format(p):
     return ["export", p.run, "--format", "tflite"], "tflite"
 
 
+@case
+def sample_from_a_run_that_is_not_generative(p):
+    return ["sample", p.run, "--n", 4, "--out", p.root / "s.nc"], "generation runs"
+
+
+@case
+def sample_no_fields(p):
+    return ["sample", p.run, "--n", 0, "--out", p.root / "s.nc"], "at least one"
+
+
+@case
+def generation_without_a_discriminator_step(p):
+    task = {"name": "generation", "discriminator_steps": 0}
+    return ["train", p.recipe(task=task)], "discriminator_steps"
+
+
+@case
+def a_steps_ensemble_of_one_member(p):
+    return ["train", p.recipe(task={"name": "translation", "steps_members": 1})], "steps_members"
+
+
 # -- the harness ---------------------------------------------------------------------------
 
 

@@ -45,7 +45,7 @@ def example(name: str, batch: int | None = None, shape: tuple[int, ...] | None =
 
 def output_channels(name: str) -> int:
     small = esszoo.model_card(name).small
-    return small.get("out_channels", small.get("num_classes"))
+    return small.get("out_channels", small.get("num_classes", small.get("channels")))
 
 
 DENSE_TASKS = ("segmentation", "translation", "inpainting", "compression")
@@ -56,6 +56,8 @@ def expected_shape(name: str, x: torch.Tensor) -> tuple[int, ...]:
     tasks = esszoo.model_card(name).tasks
     if "forecasting" in tasks:  # the next steps of a series: (batch, horizon, channels)
         return (x.shape[0], esszoo.model_card(name).small["horizon"], output_channels(name))
+    if "z" in esszoo.model_card(name).inputs:  # a generator: fields from noise
+        return (x.shape[0], output_channels(name), *esszoo.model_card(name).small["grid"])
     if "detection" in tasks:  # a set of objects: (batch, queries, classes + no-object + box)
         small = esszoo.model_card(name).small
         return (x.shape[0], small["queries"], small["num_classes"] + 1 + 4)
@@ -85,7 +87,10 @@ def test_forward_backward_reaches_every_parameter(name):
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     assert outputs[0].shape == expected_shape(name, x)
     assert all(torch.isfinite(o).all() for o in outputs)
-    sum(o.square().mean() for o in outputs).backward()
+    loss = sum(o.square().mean() for o in outputs)
+    if hasattr(model, "discriminate"):  # a GAN's discriminator, through its judgement
+        loss = loss + model.discriminate(outputs[0]).square().mean()
+    loss.backward()
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     assert trained, "nothing trains"
     for parameter_name, parameter in trained:  # a model may freeze some (DETR's backbone stem)

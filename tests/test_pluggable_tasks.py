@@ -132,7 +132,7 @@ def test_translation_reads_its_data_as_pairs_windows_or_streams():
         (
             "emulate_precip",
             "data.stream=true",
-            "'data.stream' .* option of the data of translation, not of regression",
+            "'data.stream' .* option of the data of translation, generation, not of regression",
         ),
         ("radar_nowcast_unet3d", "task.dice_wieght=1", "did you mean 'dice_weight'"),
         ("inpaint_ostia", "task.anomalys=true", "did you mean 'anomalies'"),

@@ -107,6 +107,11 @@ def recipe(folder, task: str) -> dict:
             },
             "task": {"name": "column_emulation"},
         },
+        "generation": {
+            "model": {"name": "vae", "width": 2, "depth": 2, "latent_channels": 1},
+            "data": radar,
+            "task": {"name": "generation", "transform": "log1p"},
+        },
         "inpainting": {
             "model": {"name": "pconv_unet", "encoder_layers": 2, "width": 4},
             "data": ostia | {"gaps": {"train": 1, "eval": 1}},
@@ -130,6 +135,7 @@ DATA = {
     "inpainting": "ostia.nc",
     "forecasting": "stations.nc",
     "column_emulation": "columns.nc",
+    "generation": "radar.nc",
 }
 OUTPUTS = {
     "regression": {"pr"},
@@ -141,6 +147,7 @@ OUTPUTS = {
     "inpainting": {"surface_temperature", "surface_temperature_filled"},
     "forecasting": {"tas", "tas_std"},
     "column_emulation": {"tntrl", "rlut"},
+    "generation": {"rainfall_amount"},  # a VAE's fields rebuilt through its code
 }
 
 

@@ -123,8 +123,12 @@ def test_volume_to_volume_nowcast_beside_persistence(tmp_path, model):
         "baseline: linear regression (pooled)",
         "baseline: linear regression (per point)",
         "baseline: persistence",
+        "baseline: extrapolation (pysteps)",  # no STEPS: the grid has no latitudes
     ]
     assert all(float(row["rmse"]) >= 0 for row in rows)
+    rmse = {row["predictor"]: float(row["rmse"]) for row in rows}
+    # the storm moves: pysteps' extrapolation along its motion beats keeping it in place
+    assert rmse["baseline: extrapolation (pysteps)"] < rmse["baseline: persistence"]
 
 
 @pytest.mark.parametrize("name", esszoo.list_models(task="segmentation"))

@@ -321,6 +321,30 @@ def export(
 
 
 @app.command()
+def sample(
+    run: Annotated[Path, typer.Argument(help="run directory of a generative model")],
+    n: Annotated[int, typer.Option("--n", help="fields to draw")] = 16,
+    out: Annotated[
+        Path | None, typer.Option(help="NetCDF file to write (default RUN/samples.nc)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the draws")] = 0,
+    between: Annotated[
+        tuple[str, int, int] | None,
+        typer.Option(
+            help="DATA I J: instead, walk through a VAE's latent space from field I of "
+            "the file DATA to field J, in N steps"
+        ),
+    ] = None,
+) -> None:
+    """Draw new fields from a generation run: NetCDF with the grid's coordinates, and a PNG."""
+    _quiet()
+    from esszoo.sampling import sample_run
+
+    path, picture = sample_run(run, n, out, seed=seed, between=between)
+    print(f"wrote {path} and {picture}")
+
+
+@app.command()
 def couple(
     runs: Annotated[
         list[Path], typer.Argument(help="emulator runs: a longwave one, a shortwave one, or both")

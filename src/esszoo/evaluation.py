@@ -9,6 +9,7 @@ every predictor, measured in this process on the same inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,11 @@ from typing import Any
 import torch
 
 from esszoo.checkpoint import load
-from esszoo.data.dataset import SplitData
+from esszoo.data.dataset import SplitData, Table
 from esszoo.data.tabular import physics_columns
 from esszoo.errors import RunError
 from esszoo.physics import FUNCTIONS, physics_function
-from esszoo.predictor import physics_base, predict_in_batches
+from esszoo.predictor import physics_base
 from esszoo.run import (
     build_data,
     build_task,
@@ -88,11 +89,11 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path | None = None) -> l
             rows.append({"run": recipe.name} | scored[0])
             continue
         inputs = task_inputs(test)
-        prediction = predict_in_batches(predictor, *inputs)
+        prediction = task.apply(predictor, test)
         rows.append(
             {"predictor": label, "run": recipe.name}
             | task.score(prediction, test.y, data, test)
-            | {"us_per_sample": 1e6 * seconds_per_sample(predictor, *inputs)}
+            | {"us_per_sample": 1e6 * seconds_per_sample(applied(task, predictor), *inputs)}
         )
     if data.streamed:
         scored, _, _ = score_rows(task, predictor, data, "test")
@@ -152,3 +153,13 @@ def _physics_rows(data: SplitData, task: Any) -> list[dict[str, Any]]:
             | {"us_per_sample": 1e6 * seconds_per_sample(run, data.test.x)}
         )
     return rows
+
+
+def applied(task: Any, predictor: torch.nn.Module) -> Callable[..., torch.Tensor]:
+    """The task's use of `predictor` on a batch of inputs (x, and a mask where there is
+    one): what a sample's time is the time of (a generative task's draw)."""
+
+    def apply(x: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
+        return task.apply(predictor, Table(x, x, mask=mask[0] if mask else None))
+
+    return apply

@@ -68,7 +68,8 @@ def export_run(
         )
     task = task_class(predictor.description.get("task", {}).get("name", DEFAULT_TASK))
     module = task.exported(predictor).eval()
-    x = example_inputs(run, predictor)
+    x = task.export_example(predictor)
+    x = example_inputs(run, predictor) if x is None else x
     with torch.no_grad():
         expected = module(x)
     target = Path(out) if out else Path(run) / f"model{SUFFIX[format]}"

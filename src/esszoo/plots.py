@@ -23,18 +23,30 @@ def _save(figure, path: Path) -> None:
         figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
 
 
+# the curves a run's loss figure draws: its losses, and a GAN's two players
+CURVES = (
+    ("train_loss", "training"),
+    ("val_loss", "validation"),
+    ("g_loss", "generator"),
+    ("d_loss", "discriminator"),
+)
+
+
 def loss_curves(history: list[dict[str, float]], path: Path, title: str = "") -> None:
-    """Training and validation loss by epoch, on a log scale."""
+    """Training and validation loss by epoch (and a GAN's players'), on a log scale where
+    every loss is positive."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
-    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
+    positive = True
+    for key, label in CURVES:
         points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
         if points:
             epochs, values = zip(*points, strict=True)
             axis.plot(epochs, values, marker="o", markersize=3, label=label)
+            positive = positive and min(values) > 0
     axis.set_xlabel("epoch")
     axis.set_ylabel("loss (normalized units)")
-    axis.set_yscale("log")
+    axis.set_yscale("log" if positive else "linear")
     axis.set_title(title or "loss")
     axis.grid(alpha=0.3)
     axis.legend()
@@ -316,6 +328,71 @@ def field_panels(
         figure.suptitle(f"{variable.name} ({variable.units}){frame}, test case{when}", fontsize=10)
         _save(figure, target)
         plt.close(figure)
+
+
+def sample_panels(
+    predictions: dict[str, torch.Tensor], truth: torch.Tensor, data, path: Path, count: int = 4
+) -> None:
+    """Real test fields in the first row, each generator's draws in the next, on one
+    colour scale (of the first channel), and their mean power spectra beside them."""
+    import numpy as np
+
+    from esszoo.verification import radial_spectrum
+
+    plt = _pyplot()
+    rows = {"test fields (real)": truth, **predictions}
+    shape = tuple(truth.shape[-2:])
+    placement = _placement(data.grid, shape)
+    width, height = _panel_size(shape)
+    style = field_style(*[np.asarray(r[:count, 0]) for r in rows.values()])
+    figure, axes = plt.subplots(
+        len(rows),
+        count + 1,
+        figsize=((count + 1) * width, len(rows) * height),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for row, (name, fields) in zip(axes, rows.items(), strict=True):
+        for k, axis in enumerate(row[:count]):
+            _panel(figure, axis, fields[k, 0].numpy(), style, placement, f"{name} {k + 1}")
+        spectrum = radial_spectrum(fields[:, 0].double().nan_to_num()).mean(0)[1:].numpy()
+        axes[0, count].loglog(np.arange(1, len(spectrum) + 1), spectrum, label=name)
+    for axis in axes[1:, count]:
+        axis.axis("off")
+    axes[0, count].set(title="mean power spectrum", xlabel="wavenumber (1 / domain)")
+    axes[0, count].legend(fontsize=6)
+    variable = data.inputs[0]
+    figure.suptitle(f"{variable.name} ({variable.units}): real and generated", fontsize=10)
+    _save(figure, path)
+    plt.close(figure)
+
+
+def sample_grid(fields: torch.Tensor, variable, path: Path, title: str, columns: int = 4) -> None:
+    """The first draws of a generative model (N, C, H, W), first channel, on one scale."""
+    import math
+
+    import numpy as np
+
+    plt = _pyplot()
+    shown = fields[: 4 * columns, 0].numpy()
+    rows = math.ceil(len(shown) / columns)
+    width, height = _panel_size(shown.shape[-2:])
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(columns * width, rows * height),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    style = field_style(*[np.asarray(f) for f in shown])
+    for k, axis in enumerate(axes.flat):
+        if k < len(shown):
+            _panel(figure, axis, shown[k], style, dict(origin="lower"), f"{k}")
+        else:
+            axis.axis("off")
+    figure.suptitle(f"{variable.name} ({variable.units}): {title}", fontsize=9)
+    _save(figure, path)
+    plt.close(figure)
 
 
 def class_map_panels(

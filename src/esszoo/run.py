@@ -180,9 +180,8 @@ def score_rows(
     if data.streamed:
         return _score_blocks(task, predictor, data, split, model_label)
     table = data.tables[split]
-    inputs = task_inputs(table)
     predictor.eval()
-    predictions = {model_label: predict_in_batches(predictor, *inputs)}
+    predictions = {model_label: task.apply(predictor, table)}
     key = f"{same_baselines}/{split}" if same_baselines else None
     if key and _SHARED_BASELINES is not None and key in _SHARED_BASELINES:
         print(f"the baselines' {split} predictions of an earlier run of the same data are used")

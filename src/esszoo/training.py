@@ -22,13 +22,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from esszoo import checkpoint, plots
 from esszoo.data.batches import TensorBatches, group_for, on_device
-from esszoo.errors import RunError
+from esszoo.errors import RecipeError, RunError
 from esszoo.fileio import atomic_path, write_text
 from esszoo.layers.bayesian import bayesian_layers
 from esszoo.layers.ode import ODEBlock, ode_blocks
 from esszoo.predictor import predict_in_batches
 from esszoo.recipe import Recipe, load_recipe
-from esszoo.registry import create_model, model_arguments, model_card
+from esszoo.registry import create_model, list_models, model_arguments, model_card
 from esszoo.run import (
     RECIPE_FILE,
     RunLock,
@@ -234,6 +234,7 @@ class MetricsHistory(Callback):
             "seconds": round(time.perf_counter() - self.started, 3),
         }
         row |= {k: v for k, v in sorted(metrics.items()) if k.startswith("val_") and k not in row}
+        row |= {k: metrics[k] for k in getattr(task, "epoch_metrics", ()) if k in metrics}
         if self.ode_blocks:  # the ODE's cost: evaluations of its network per optimizer step
             steps = max(1, trainer.global_step - self.epoch_step)
             row["function_evaluations"] = self.evaluations / steps
@@ -397,6 +398,13 @@ def _train(
     if cores.threads < (os.cpu_count() or 1):
         print(f"note: {cores.describe()}")
     L.seed_everything(spec.seed, workers=True, verbose=False)
+    task_type = task_class(recipe.task.name)
+    card = model_card(recipe.model.name)
+    if task_type.card_models_only and task_type.name not in card.tasks:
+        raise RecipeError(
+            f"model '{card.name}' is not a model of the {task_type.name} task",
+            f"choose one of: {', '.join(list_models(task=task_type.name))}",
+        )
     data = build_data(recipe)
     for note in data.notes:
         print(f"note: {note}")
@@ -404,7 +412,6 @@ def _train(
     takes_mask = "mask" in model_card(recipe.model.name).inputs or bool(
         arguments.get("partial_conv")
     )
-    task_type = task_class(recipe.task.name)
     shape = task_type.model_shape(data, takes_mask, recipe.task)
     taken = model_arguments(recipe.model.name)
     shape = {k: v for k, v in shape.items() if k in taken or k not in task_type.optional_shape}

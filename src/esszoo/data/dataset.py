@@ -63,6 +63,7 @@ class SplitData:
     classes: tuple[str, ...] = field(default_factory=tuple)
     grid: Grid | None = None  # the grid of fields (None for tables of points)
     window: tuple[int, int] | None = None  # (past, future) frames of windows of fields
+    frame_step: float | None = None  # seconds between the frames of windows, if regular
     notes: list[str] = field(default_factory=list)  # what the run should say of its data
 
     @property

@@ -27,6 +27,7 @@ import xarray as xr
 from esszoo.data.coords import LOOKED_FOR, horizontal
 from esszoo.errors import DataError
 
+EARTH_RADIUS_KM = 6371.0  # the mean radius of the Earth
 ROLES = ("latitude", "longitude")
 # Two coordinates name the same point within a tenth of the grid spacing: files written in
 # float32 differ by 1e-5 degrees after a change of longitude range, and packed
@@ -103,6 +104,16 @@ class Grid:
     def area_weights(self) -> np.ndarray | None:
         """cos(latitude) of every point (H, W), or None where no latitude is known."""
         return None if self.latitude is None else np.cos(np.radians(self.latitude))
+
+    def spacing_km(self) -> float | None:
+        """The mean distance between neighbouring points, in km (great circles between
+        their latitudes and longitudes, along both grid directions), or None where unknown."""
+        if self.latitude is None or self.longitude is None or min(self.latitude.shape) < 2:
+            return None
+        lat, lon = np.radians(self.latitude), np.radians(self.longitude)
+        along_x = _great_circle(lat[:, :-1], lon[:, :-1], lat[:, 1:], lon[:, 1:])
+        along_y = _great_circle(lat[:-1], lon[:-1], lat[1:], lon[1:])
+        return float((np.nanmean(along_x) + np.nanmean(along_y)) / 2)
 
     def missing_latitude(self, variable: str) -> str | None:
         """The note a run writes when its points cannot be weighted by area."""
@@ -355,3 +366,12 @@ def _span(values: np.ndarray | None, size: int) -> str:
     if values is None or not len(values) or not _numeric(values):
         return f"{size} points"
     return f"{size} points from {float(values[0]):g} to {float(values[-1]):g}"
+
+
+def _great_circle(lat1, lon1, lat2, lon2) -> np.ndarray:  # noqa: ANN001 (arrays, radians)
+    """Great-circle distances in km between points given in radians (haversine)."""
+    half = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(half))

@@ -36,7 +36,7 @@ from esszoo.data.fields import field_grid, grid_fields
 from esszoo.data.kinds import DataContext, register_data_kind
 from esszoo.data.splits import SPLITS, contiguous_split
 from esszoo.data.variables import Variable, load_values
-from esszoo.data.windows import WINDOW_HELP, WindowOptions
+from esszoo.data.windows import WINDOW_HELP, WindowOptions, frame_step
 from esszoo.errors import DataError
 from esszoo.options import StreamableOptions
 
@@ -227,6 +227,7 @@ def streamed_fields(
         dropped={name: None for name in SPLITS},  # not known without reading everything
         grid=field,
         window=None if window is None else window[:2],
+        frame_step=None if window is None else frame_step(times),
         notes=notes,
     )
 

@@ -155,8 +155,18 @@ def window_data(
         classes=classes,
         grid=field,
         window=(past, future),
+        frame_step=frame_step(times),
         notes=notes,
     )
+
+
+def frame_step(times: np.ndarray) -> float | None:
+    """Seconds between consecutive frames of dates `times`, where they are regular."""
+    times = np.asarray(times)
+    if len(times) < 2 or not np.issubdtype(times.dtype, np.datetime64):
+        return None
+    steps = np.unique(np.diff(times))
+    return float(steps[0] / np.timedelta64(1, "s")) if len(steps) == 1 else None
 
 
 def window_inputs(

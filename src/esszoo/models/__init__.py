@@ -8,6 +8,7 @@ from esszoo.models import (  # noqa: F401
     detection,
     encoder_decoder,
     fully_connected,
+    generative,
     nas,
     ode,
     sequence,

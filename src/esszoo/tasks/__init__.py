@@ -22,6 +22,7 @@ BUILTIN_MODULES = (
     "esszoo.tasks.inpainting",
     "esszoo.tasks.forecasting",
     "esszoo.tasks.column_emulation",
+    "esszoo.tasks.generation",
 )
 DEFAULT_TASK = "regression"
 

@@ -54,6 +54,7 @@ from esszoo.layers.bayesian import bayesian_layers, kl_divergence
 from esszoo.layers.variational import GaussianLatent, latent_kl
 from esszoo.optim import configure_optimizer
 from esszoo.options import TaskOptions, TrainerOptions
+from esszoo.predictor import predict_in_batches
 from esszoo.tasks.logging import EpochMean
 from esszoo.tasks.moments import ChannelMoments
 
@@ -70,6 +71,11 @@ class Task(L.LightningModule):
     # constructor arguments of `model_shape` that only some models take (the layout of a
     # column for vertically aware models): given to the models that take them
     optional_shape: ClassVar[tuple[str, ...]] = ()
+    # whether only the models whose card names the task can learn it (a generative task
+    # needs models that draw fields; any network maps fields to fields)
+    card_models_only: ClassVar[bool] = False
+    # what the task logs in training, beside its loss, for metrics.csv (a GAN's players)
+    epoch_metrics: ClassVar[tuple[str, ...]] = ()
     # the scores the terminal's table shows (None: all; scores.csv always holds all)
     printed_scores: ClassVar[tuple[str, ...] | None] = None
 
@@ -126,6 +132,12 @@ class Task(L.LightningModule):
     ) -> None:
         """The run's figure of the test split, for the model and its baselines."""
 
+    def apply(self, predictor: nn.Module, table: Table) -> torch.Tensor:
+        """The predictor's outputs for every sample of a split's `table`, a batch at a
+        time (a generative task draws as many new fields instead)."""
+        inputs = (table.x,) if table.mask is None else (table.x, table.mask)
+        return predict_in_batches(predictor, *inputs)
+
     def scored_truth(self, table: Table) -> torch.Tensor:
         """The targets of `table` where a prediction is judged, NaN elsewhere: all of them,
         unless the task judges some points only (inpainting: the hidden ones)."""
@@ -154,6 +166,12 @@ class Task(L.LightningModule):
         """The module `esszoo export` writes: the predictor itself, unless the task's model
         takes more than the data (a mask, ...) and needs a wrapper that makes it."""
         return predictor
+
+    @classmethod
+    def export_example(cls, predictor: nn.Module) -> torch.Tensor | None:
+        """Inputs an export is traced with and checked on, where they are not the run's
+        test inputs (a generator's noise)."""
+        return None
 
     @classmethod
     def data_inputs(cls, description: dict[str, Any]) -> list[Variable]:
@@ -194,7 +212,8 @@ class Task(L.LightningModule):
                 loss = loss + self.spec.kl_weight * kl_divergence(self.net) / self.samples
             latent = latent_kl(self.net) if self.has_latents else None
             if latent is not None:  # the ELBO of a variational latent, per target value
-                loss = loss + self.spec.kl_weight * latent / part["y"][0].numel()
+                values = part.get("y", part["x"])[0].numel()  # (a field drawn anew: x)
+                loss = loss + self.spec.kl_weight * latent / values
             # backward outside the forward's autocast, as PyTorch advises
             with torch.autocast(self.device.type, enabled=False):
                 if direct and start != starts[-1]:

@@ -8,7 +8,9 @@ plus ``dice_weight`` times the soft Dice loss (Milletari et al. 2016, V-Net, Eq.
 averaged over the classes present, which keeps rare classes (heavy rain) from vanishing.
 Metrics: pixel accuracy, intersection over union of every class and their mean (mIoU).
 Baselines: the majority class everywhere and, for windows of the field that the classes
-are made from, persistence: the classes of the last input frame by the same rule.
+are made from, persistence: the classes of the last input frame by the same rule, and for
+windows of rain the classes of pysteps' extrapolation along the motion and of its STEPS
+members (`esszoo.tasks.extrapolation`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from esszoo.tasks.classification import (
     class_weights_option,
     confusion_matrix,
 )
+from esszoo.tasks.extrapolation import members_option, motion_nowcasts
 from esszoo.tasks.moments import channel_stats
 
 
@@ -50,6 +53,7 @@ class SegmentationOptions(TaskOptions):
     )
     class_weights: Literal["balanced"] | list[float] | None = class_weights_option()
     aux_weight: float = aux_weight_option()
+    steps_members: int = members_option()
 
 
 @register_task
@@ -126,6 +130,32 @@ class SegmentationTask(Task):
                 return F.one_hot(classes, count).permute(0, 3, 1, 2).float()
 
             found["persistence"] = persistence
+            found |= self._motion_baselines(data, rule.function, count)
+        return found
+
+    def _motion_baselines(
+        self, data: SplitData, rule: Callable[[np.ndarray], np.ndarray], count: int
+    ) -> dict[str, Callable[[Table], torch.Tensor]]:
+        """For windows of rain: the classes of the frame pysteps extrapolates along the
+        motion, and the share of STEPS's members in each class (the commonest wins)."""
+        members = self.spec.steps_members
+        nowcasts = motion_nowcasts(data, members, self.trainer_spec.seed)
+        if nowcasts is None:
+            return {}
+
+        def one_hot(frames: torch.Tensor) -> torch.Tensor:  # (..., H, W) -> (..., C, H, W)
+            classes = torch.from_numpy(rule(frames.numpy())).clamp(min=0)
+            return F.one_hot(classes, count).movedim(-1, -3).float()
+
+        def extrapolation(table: Table) -> torch.Tensor:
+            return one_hot(nowcasts.extrapolation(table.x)[:, -1])
+
+        def steps_shares(table: Table) -> torch.Tensor:
+            return one_hot(nowcasts.ensemble(table.x)[:, :, -1]).mean(1)
+
+        found = {"extrapolation (pysteps)": extrapolation}
+        if nowcasts.calibrated:  # STEPS's scales need the grid spacing and the time step
+            found[f"STEPS (pysteps, {members} members' classes)"] = steps_shares
         return found
 
     def score(

@@ -14,7 +14,9 @@ the data have a latitude coordinate (every point then counts by its area).
 Metrics, in physical units over the known points: (latitude-weighted) RMSE and MAE, bias,
 correlation. Baselines: linear regression of each target channel on the input channels,
 its coefficients shared by all points; for windows of one variable, persistence (the
-last input frame). A field rebuilt from itself is compared, as Hinton & Salakhutdinov
+last input frame) and, for windows of rain, the references of radar nowcasting:
+pysteps' extrapolation along the observed motion and the mean of its STEPS ensemble
+(`esszoo.tasks.extrapolation`). A field rebuilt from itself is compared, as Hinton & Salakhutdinov
 (2006) compared their codes with principal components, with its truncation to as many
 EOFs as the network's code has numbers (at most the training fields less one).
 """
@@ -42,6 +44,7 @@ from esszoo.predictor import Predictor, broadcast_stat, predict_in_batches
 from esszoo.tasks import register_task
 from esszoo.tasks.base import Task
 from esszoo.tasks.baselines import Climatology, PointRegression
+from esszoo.tasks.extrapolation import members_option, motion_nowcasts
 from esszoo.tasks.moments import ChannelMoments
 
 
@@ -59,6 +62,7 @@ class TranslationOptions(TaskOptions):
     loss: Literal["mse"] = Field(
         default="mse", description="over the known target points, weighted by cos(latitude)"
     )
+    steps_members: int = members_option()
 
 
 @register_task
@@ -179,6 +183,25 @@ class TranslationTask(Task):
         found["linear regression (per point)"] = fitted.on_channels(point)
         if data.window is not None and data.inputs[0].name == data.targets[0].name:
             found["persistence"] = persistence
+            found |= self._motion_baselines(data)
+        return found
+
+    def _motion_baselines(self, data: SplitData) -> dict[str, Callable[[Table], torch.Tensor]]:
+        """For windows of rain: pysteps' extrapolation along the motion and STEPS's mean."""
+        members = self.spec.steps_members
+        nowcasts = motion_nowcasts(data, members, self.trainer_spec.seed)
+        if nowcasts is None:
+            return {}
+
+        def extrapolation(table: Table) -> torch.Tensor:
+            return nowcasts.extrapolation(table.x).reshape(table.y.shape)
+
+        def steps_mean(table: Table) -> torch.Tensor:
+            return nowcasts.ensemble(table.x).mean(1).reshape(table.y.shape)
+
+        found = {"extrapolation (pysteps)": extrapolation}
+        if nowcasts.calibrated:  # STEPS's scales need the grid spacing and the time step
+            found[f"STEPS (pysteps, mean of {members})"] = steps_mean
         return found
 
     def _code_size(self, data: SplitData) -> int | None:

@@ -105,6 +105,8 @@ class ConvAutoencoder(nn.Module):
     trained from noisy to clean fields, for denoising.
     """
 
+    numbers_per_code = 1  # what the bottleneck gives for each number of the code
+
     def __init__(
         self,
         *,
@@ -133,7 +135,8 @@ class ConvAutoencoder(nn.Module):
             encoder += [conv3x3(c_in, c_out, stride=2), activation_layer(activation)]
             encoder += [conv3x3(c_out, c_out), activation_layer(activation)]
         self.encoder = nn.Sequential(*encoder)
-        self.bottleneck = conv3x3(widths[-1], latent_channels)  # linear code
+        # linear code (a variational autoencoder's: a mean and a log-variance per number)
+        self.bottleneck = conv3x3(widths[-1], latent_channels * self.numbers_per_code)
 
         self.expand = nn.Sequential(
             conv3x3(latent_channels, widths[-1]), activation_layer(activation)
