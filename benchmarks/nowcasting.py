@@ -91,8 +91,8 @@ def run() -> str:
     for j, km in enumerate(SCALES_KM):
         rows = [[name, *values[0, j]] for name, values in fss.items()]
         sections.append(
-            f"FSS at {FSS_THRESHOLD:g} mm/h, windows of {km} km ({scales[j]} points)\n\n"
-            + table(["forecast", *leads], rows)
+            f"FSS at {FSS_THRESHOLD:g} mm/h, windows of about {km} km ({scales[j]} x "
+            f"{scales[j]} points of {spacing:.1f} km)\n\n" + table(["forecast", *leads], rows)
         )
     crps, ranks = verification.ensemble(members, observed, threshold=0.1)
     rows = [[name, *np.nanmean(np.abs(f - observed), axis=(0, 2, 3))] for name, f in found.items()]

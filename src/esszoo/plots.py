@@ -333,14 +333,15 @@ def field_panels(
 def sample_panels(
     predictions: dict[str, torch.Tensor], truth: torch.Tensor, data, path: Path, count: int = 4
 ) -> None:
-    """Real test fields in the first row, each generator's draws in the next, on one
-    colour scale (of the first channel), and their mean power spectra beside them."""
+    """Real test fields in the first row (the most varied), each generator's draws in the
+    next, on one colour scale (of the first channel), and their mean power spectra."""
     import numpy as np
 
     from esszoo.verification import radial_spectrum
 
     plt = _pyplot()
-    rows = {"test fields (real)": truth, **predictions}
+    busiest = truth[:, 0].nan_to_num().flatten(1).std(1).argsort(descending=True)
+    rows = {"test fields (real, the most varied)": truth[busiest], **predictions}
     shape = tuple(truth.shape[-2:])
     placement = _placement(data.grid, shape)
     width, height = _panel_size(shape)
