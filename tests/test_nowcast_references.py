@@ -72,6 +72,16 @@ def test_steps_members_differ_move_with_the_rain_and_are_reproducible():
     assert torch.equal(nowcasts.ensemble(dry), torch.zeros(1, 6, 3, 48, 64))
 
 
+def test_a_window_with_too_little_rain_for_steps_takes_the_extrapolation():
+    window = torch.zeros(1, 3, 48, 64)
+    window[0, :, 20, 30] = 1.0  # one wet point: STEPS cannot fit its autoregression
+    nowcasts = MotionNowcasts(12.0, 3, kmperpixel=2.0, minutes=5.0, members=4)
+    members = nowcasts.ensemble(window)
+    assert nowcasts.fallbacks == 1 and torch.isfinite(members).all()
+    for member in members[0]:
+        torch.testing.assert_close(member, nowcasts.extrapolation(window)[0])
+
+
 def test_categorical_scores_count_hits_misses_and_false_alarms():
     observed = np.zeros((1, 1, 4, 4))
     observed[..., :2, :] = 3.0  # 8 wet points

@@ -97,6 +97,7 @@ class MotionNowcasts:
         self.kmperpixel, self.minutes = kmperpixel, minutes
         self.members, self.seed = members, seed
         self.steps = pysteps()
+        self.fallbacks = 0  # windows whose STEPS members are the extrapolation
 
     @property
     def calibrated(self) -> bool:
@@ -134,31 +135,48 @@ class MotionNowcasts:
 
     def ensemble(self, x: torch.Tensor) -> torch.Tensor:
         """STEPS members of every window: (N, members, future, H, W). A window without rain
-        in its last frames gives members without rain (STEPS has nothing to perturb)."""
-        out = []
+        in its last frames gives members without rain (STEPS has nothing to perturb); one
+        with too little rain for STEPS to fit its autoregression or its noise (pysteps
+        fails on it) gives the extrapolation for every member, and the windows it does so
+        for are counted in ``fallbacks``."""
+        out, before = [], self.fallbacks
         for index, frames in enumerate(frames_of(x)):
             decibels = self.decibels(frames)[-(AR_ORDER + 1) :]
             if not (decibels > NO_RAIN_DB).any():
                 out.append(np.zeros((self.members, self.future, *frames.shape[1:])))
                 continue
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                members = self.steps.nowcasts.get_method("steps")(
-                    decibels,
-                    self.motion(self.decibels(frames)),
-                    self.future,
-                    n_ens_members=self.members,
-                    n_cascade_levels=cascade_levels(frames.shape[1:]),
-                    precip_thr=10.0 * np.log10(RAIN_THRESHOLD),
-                    kmperpixel=self.kmperpixel,
-                    timestep=self.minutes,
-                    noise_method="nonparametric",
-                    vel_pert_method="bps",
-                    mask_method="incremental",
-                    seed=self.seed + index,
-                )
-            out.append(self.units(members))
+            try:
+                out.append(self.units(self._steps(frames, decibels, seed=self.seed + index)))
+            except (ValueError, np.linalg.LinAlgError):
+                self.fallbacks += 1
+                moved = self.extrapolation(torch.from_numpy(frames)[None])[0].double().numpy()
+                out.append(np.repeat(moved[None], self.members, axis=0))
+        if self.fallbacks > before:
+            print(
+                f"note: STEPS found too little rain to fit in {self.fallbacks - before} of "
+                f"{len(out)} windows: their members are the extrapolation"
+            )
         return torch.from_numpy(np.stack(out)).float()
+
+    def _steps(self, frames: np.ndarray, decibels: np.ndarray, seed: int) -> np.ndarray:
+        """pysteps' STEPS members of one window, in dB."""
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            members = self.steps.nowcasts.get_method("steps")(
+                decibels,
+                self.motion(self.decibels(frames)),
+                self.future,
+                n_ens_members=self.members,
+                n_cascade_levels=cascade_levels(frames.shape[1:]),
+                precip_thr=10.0 * np.log10(RAIN_THRESHOLD),
+                kmperpixel=self.kmperpixel,
+                timestep=self.minutes,
+                noise_method="nonparametric",
+                vel_pert_method="bps",
+                mask_method="incremental",
+                seed=seed,
+            )
+        return members  # missing where rain would enter from outside: no rain (`units`)
 
 
 def cascade_levels(shape: tuple[int, ...]) -> int:
