@@ -36,7 +36,8 @@ def test_rain_rates_are_found_from_units_and_the_time_step():
     amount = Variable("rainfall_amount", "kg", "rainfall_amount")
     assert rain_rate_factor(amount, 300.0) == 12.0
     assert rain_rate_factor(amount, None) is None  # an amount without a time step
-    assert rain_rate_factor(Variable("rr", "mm h-1", "rainfall_rate"), None) == 1.0
+    for units in ("mm h-1", "mm/h", "mm hr-1", "mm/hr"):  # one rate, however it is spelt
+        assert rain_rate_factor(Variable("rr", units, "rainfall_rate"), None) == 1.0
     assert rain_rate_factor(Variable("pr", "kg m-2 s-1", "precipitation_flux"), None) == 3600.0
     assert rain_rate_factor(Variable("tas", "K", "air_temperature"), 300.0) is None
     assert cascade_levels((47, 57)) == 4 and cascade_levels((1000, 1000)) == 8

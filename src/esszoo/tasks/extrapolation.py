@@ -72,7 +72,8 @@ def rain_rate_factor(variable: Variable, frame_step: float | None) -> float | No
     if name in AMOUNTS and units in {"kgm-2", "mm", "kg"}:
         return 3600.0 / frame_step if frame_step else None
     if name in RATES:
-        return {"mmh-1": 1.0, "mm/h": 1.0, "kgm-2s-1": 3600.0, "mms-1": 3600.0}.get(units)
+        per_hour = {"mmh-1", "mm/h", "mmhr-1", "mm/hr", "mm/hour"}
+        return 1.0 if units in per_hour else {"kgm-2s-1": 3600.0, "mms-1": 3600.0}.get(units)
     return None
 
 
